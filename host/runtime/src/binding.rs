@@ -1,0 +1,458 @@
+//! A binding: a plugin with its settings, limits, allowed reads and secret
+//! key. Evaluations happen here, each in a fresh store and instance.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::bindings::tessera::plugin::composition_types as cwit;
+use crate::bindings::policy::tessera::plugin::policy_types as pwit;
+use crate::bindings::tessera::plugin::types as wit;
+use crate::error::{CrashKind, Error, Phase, Result};
+use crate::limits::Limits;
+use crate::plugin::{Plugin, PluginPre, World, classify};
+use crate::provenance::{self, CompositeRef, Stamp};
+use crate::resources::ReadAccess;
+use crate::runtime::Runtime;
+use crate::secrets::SecretKey;
+use crate::state::{HostEnv, LogLine, State};
+
+/// The seed of the random numbers a plugin sees. Fixed, so that a plugin
+/// that reads "random" bytes still renders the same output every time.
+const RANDOM_SEED: u64 = 0x7e55_e7a0_5eed_0001;
+
+/// How serious a [`Finding`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// For information.
+    Info,
+    /// Worth a look.
+    Warning,
+    /// Wrong.
+    Error,
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        })
+    }
+}
+
+/// One observation a plugin reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// How serious.
+    pub severity: Severity,
+    /// What.
+    pub message: String,
+    /// The dotted path of the field it is about.
+    pub field: Option<String>,
+}
+
+/// Status of a [`Condition`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConditionStatus {
+    /// `"True"`.
+    True,
+    /// `"False"`.
+    False,
+    /// `"Unknown"`.
+    Unknown,
+}
+
+/// A condition a composition plugin wants on its composite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    /// The type.
+    pub type_: String,
+    /// The status.
+    pub status: ConditionStatus,
+    /// CamelCase reason.
+    pub reason: String,
+    /// Message.
+    pub message: String,
+}
+
+/// What happened around an evaluation, apart from its answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Lines the plugin logged through the host (bounded).
+    pub logs: Vec<LogLine>,
+    /// Lines dropped because the log bound was reached.
+    pub logs_dropped: u64,
+    /// What the plugin wrote to stdout (bounded).
+    pub stdout: String,
+    /// What the plugin wrote to stderr (bounded).
+    pub stderr: String,
+    /// Fuel the call used, when the runtime counts fuel.
+    pub fuel_consumed: Option<u64>,
+    /// How many secrets the plugin derived through the host.
+    pub secrets_derived: u32,
+}
+
+/// Facts about an evaluation passed to the plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Context {
+    /// Where the evaluation runs: `cli`, `controller`, `webhook`.
+    pub caller: String,
+    /// True when the result will not be applied.
+    pub dry_run: bool,
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Context {
+            caller: "cli".into(),
+            dry_run: true,
+        }
+    }
+}
+
+/// The result of `expand`, checked and stamped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Composed {
+    /// The children, each stamped with provenance, in the plugin's order.
+    pub children: Vec<Value>,
+    /// The status patch for the composite (a JSON object).
+    pub status: Option<Value>,
+    /// Conditions for the composite.
+    pub conditions: Vec<Condition>,
+    /// Findings.
+    pub findings: Vec<Finding>,
+    /// Whether the composite is ready.
+    pub ready: bool,
+    /// Logs, output and fuel.
+    pub report: Report,
+}
+
+/// The operation under review.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// Create.
+    Create,
+    /// Update.
+    Update,
+    /// Delete.
+    Delete,
+}
+
+/// Who asked for the operation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserInfo {
+    /// User name.
+    pub username: String,
+    /// User uid.
+    pub uid: String,
+    /// Groups.
+    pub groups: Vec<String>,
+}
+
+/// What a policy is asked to judge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Review {
+    /// The operation.
+    pub operation: Operation,
+    /// The object after the operation (none on delete).
+    pub object: Option<Value>,
+    /// The object before it (update and delete).
+    pub old_object: Option<Value>,
+    /// Who asked.
+    pub user_info: UserInfo,
+}
+
+/// A policy's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Allowed or not.
+    pub allowed: bool,
+    /// Why.
+    pub findings: Vec<Finding>,
+    /// Logs, output and fuel.
+    pub report: Report,
+}
+
+/// A plugin bound to its settings, limits, reads and secret key.
+#[derive(Debug, Clone)]
+pub struct Binding {
+    plugin: Plugin,
+    settings: Value,
+    settings_json: String,
+    limits: Limits,
+    reads: ReadAccess,
+    secret_key: Arc<SecretKey>,
+}
+
+impl Binding {
+    /// Binds a plugin to its settings, checked against the plugin's settings
+    /// schema now, before the first call. `null` settings read as `{}`.
+    ///
+    /// Defaults: [`Limits::default`], no reads, and the development secret
+    /// key (see [`SecretKey::development`]); set a real key for anything but
+    /// offline rendering.
+    pub fn new(plugin: Plugin, settings: Value) -> Result<Self> {
+        let settings = plugin.check_settings(settings)?;
+        Ok(Binding {
+            settings_json: settings.to_string(),
+            settings,
+            plugin,
+            limits: Limits::default(),
+            reads: ReadAccess::none(),
+            secret_key: Arc::new(SecretKey::development()),
+        })
+    }
+
+    /// Sets the limits.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets what the plugin may read.
+    #[must_use]
+    pub fn with_reads(mut self, reads: ReadAccess) -> Self {
+        self.reads = reads;
+        self
+    }
+
+    /// Sets the key credentials are derived from.
+    #[must_use]
+    pub fn with_secret_key(mut self, key: Arc<SecretKey>) -> Self {
+        self.secret_key = key;
+        self
+    }
+
+    /// The plugin.
+    pub fn plugin(&self) -> &Plugin {
+        &self.plugin
+    }
+
+    /// The checked settings.
+    pub fn settings(&self) -> &Value {
+        &self.settings
+    }
+
+    fn wrong_world(&self, wanted: World) -> Error {
+        Error::Incompatible {
+            path: self.plugin.path().to_path_buf(),
+            message: format!(
+                "{} is a {} plugin; it cannot be used as a {wanted} plugin",
+                self.plugin.id().name,
+                self.plugin.world()
+            ),
+        }
+    }
+
+    /// Expands a composite: one fresh instance, one call to `expand`, then
+    /// the children are checked and stamped with provenance.
+    pub async fn expand(
+        &self,
+        composite: &Value,
+        observed: &[Value],
+        context: &Context,
+    ) -> Result<Composed> {
+        let PluginPre::Composition(pre) = &self.plugin.inner.pre else {
+            return Err(self.wrong_world(World::Composition));
+        };
+        let id = self.plugin.id();
+        let composite_ref =
+            CompositeRef::from_object(composite).map_err(|message| Error::Input { message })?;
+        let metadata = self.plugin.metadata();
+        let stamp = Stamp {
+            composed_by: format!("{}@{}", metadata.name, metadata.version),
+            plugin_digest: id.digest.clone(),
+            input_digest: provenance::input_digest(composite, &self.settings),
+            composite: composite_ref,
+        };
+        let request = cwit::Request {
+            composite: composite.to_string(),
+            observed: observed.iter().map(Value::to_string).collect(),
+            settings: self.settings_json.clone(),
+            context: cwit::Context {
+                caller: context.caller.clone(),
+                dry_run: context.dry_run,
+            },
+        };
+
+        let env = HostEnv::new(
+            &id.name,
+            self.reads.clone(),
+            Some((self.secret_key.clone(), stamp.composite.secret_identity())),
+            &self.limits,
+        );
+        let runtime = self.plugin.runtime();
+        let mut store = Runtime::new_store(runtime, &self.limits, env, RANDOM_SEED);
+        let instance = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| classify(e, &store, id, Phase::Instantiate))?;
+        let answer = instance
+            .call_expand(&mut store, &request)
+            .await
+            .map_err(|e| classify(e, &store, id, Phase::Expand))?;
+        let report = report(&mut store, &self.limits, runtime.fuel);
+        let expansion = answer.map_err(|e| refused(self, Phase::Expand, e))?;
+
+        let output_bytes = expansion.children.iter().map(String::len).sum::<usize>()
+            + expansion.status.as_ref().map_or(0, String::len);
+        if output_bytes > self.limits.max_output_bytes {
+            return Err(self.crashed(
+                Phase::Output,
+                CrashKind::OutputTooLarge,
+                format!(
+                    "returned {output_bytes} bytes of output; the limit is {}",
+                    self.limits.max_output_bytes
+                ),
+                &report,
+            ));
+        }
+
+        let mut children = Vec::with_capacity(expansion.children.len());
+        let mut seen = HashSet::new();
+        for (index, text) in expansion.children.iter().enumerate() {
+            let mut child: Value = serde_json::from_str(text).map_err(|e| {
+                self.crashed(
+                    Phase::Output,
+                    CrashKind::InvalidOutput,
+                    format!("child {index} is not valid JSON: {e}"),
+                    &report,
+                )
+            })?;
+            provenance::check_and_stamp(index, &mut child, &stamp, &mut seen).map_err(|message| {
+                self.crashed(Phase::Output, CrashKind::InvalidOutput, message, &report)
+            })?;
+            children.push(child);
+        }
+        let status = expansion
+            .status
+            .as_deref()
+            .map(|text| match serde_json::from_str::<Value>(text) {
+                Ok(v) if v.is_object() => Ok(v),
+                Ok(_) => Err("the status patch is not a JSON object".to_string()),
+                Err(e) => Err(format!("the status patch is not valid JSON: {e}")),
+            })
+            .transpose()
+            .map_err(|message| {
+                self.crashed(Phase::Output, CrashKind::InvalidOutput, message, &report)
+            })?;
+
+        Ok(Composed {
+            children,
+            status,
+            conditions: expansion.conditions.into_iter().map(condition).collect(),
+            findings: expansion.findings.into_iter().map(finding).collect(),
+            ready: expansion.ready,
+            report,
+        })
+    }
+
+    /// Judges one object: one fresh instance, one call to `validate`.
+    pub async fn validate(&self, review: &Review) -> Result<Verdict> {
+        let PluginPre::Policy(pre) = &self.plugin.inner.pre else {
+            return Err(self.wrong_world(World::Policy));
+        };
+        let id = self.plugin.id();
+        let request = pwit::Review {
+            operation: match review.operation {
+                Operation::Create => pwit::Operation::Create,
+                Operation::Update => pwit::Operation::Update,
+                Operation::Delete => pwit::Operation::Delete,
+            },
+            object: review.object.as_ref().map(Value::to_string),
+            old_object: review.old_object.as_ref().map(Value::to_string),
+            user_info: pwit::UserInfo {
+                username: review.user_info.username.clone(),
+                uid: review.user_info.uid.clone(),
+                groups: review.user_info.groups.clone(),
+            },
+            settings: self.settings_json.clone(),
+        };
+        let env = HostEnv::new(&id.name, self.reads.clone(), None, &self.limits);
+        let runtime = self.plugin.runtime();
+        let mut store = Runtime::new_store(runtime, &self.limits, env, RANDOM_SEED);
+        let instance = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| classify(e, &store, id, Phase::Instantiate))?;
+        let answer = instance
+            .call_validate(&mut store, &request)
+            .await
+            .map_err(|e| classify(e, &store, id, Phase::Validate))?;
+        let report = report(&mut store, &self.limits, runtime.fuel);
+        let verdict = answer.map_err(|e| refused(self, Phase::Validate, e))?;
+        Ok(Verdict {
+            allowed: verdict.allowed,
+            findings: verdict.findings.into_iter().map(finding).collect(),
+            report,
+        })
+    }
+
+    fn crashed(&self, phase: Phase, kind: CrashKind, message: String, report: &Report) -> Error {
+        Error::Crashed {
+            plugin: self.plugin.id().clone(),
+            phase,
+            kind,
+            message,
+            stderr: report.stderr.clone(),
+        }
+    }
+}
+
+fn refused(binding: &Binding, phase: Phase, error: wit::PluginError) -> Error {
+    Error::Refused {
+        plugin: binding.plugin.id().clone(),
+        phase,
+        message: error.message,
+        field: error.field,
+    }
+}
+
+fn report(store: &mut wasmtime::Store<State>, limits: &Limits, fuel: bool) -> Report {
+    let fuel_consumed = if fuel {
+        store
+            .get_fuel()
+            .ok()
+            .map(|left| limits.fuel.unwrap_or(u64::MAX) - left)
+    } else {
+        None
+    };
+    let state = store.data_mut();
+    Report {
+        logs: std::mem::take(&mut state.env.logs),
+        logs_dropped: state.env.logs_dropped,
+        stdout: state.stdout.text(),
+        stderr: state.stderr.text(),
+        fuel_consumed,
+        secrets_derived: state.env.secrets_derived,
+    }
+}
+
+fn finding(f: wit::Finding) -> Finding {
+    Finding {
+        severity: match f.severity {
+            wit::Severity::Info => Severity::Info,
+            wit::Severity::Warning => Severity::Warning,
+            wit::Severity::Error => Severity::Error,
+        },
+        message: f.message,
+        field: f.field,
+    }
+}
+
+fn condition(c: wit::Condition) -> Condition {
+    Condition {
+        type_: c.type_,
+        status: match c.status {
+            wit::ConditionStatus::True => ConditionStatus::True,
+            wit::ConditionStatus::False => ConditionStatus::False,
+            wit::ConditionStatus::Unknown => ConditionStatus::Unknown,
+        },
+        reason: c.reason,
+        message: c.message,
+    }
+}

@@ -1,0 +1,416 @@
+//! Provenance: what the host (never the plugin) stamps on every child, and
+//! the checks on children before they are stamped.
+//!
+//! Annotations (policies and users rely on these exact keys):
+//! - `tessera.dev/composed-by`: `<plugin name>@<plugin version>`
+//! - `tessera.dev/plugin-digest`: `sha256:<hex of the .wasm>`
+//! - `tessera.dev/composite`: `<apiVersion>/<kind>/<namespace>/<name>`
+//!   (namespace empty for cluster-scoped composites)
+//! - `tessera.dev/composite-uid`, `tessera.dev/composite-generation`: when
+//!   the composite has them
+//! - `tessera.dev/input-digest`: `sha256:<hex>` of the canonical JSON of the
+//!   input (see [`input_digest`])
+//!
+//! Label: `tessera.dev/composite-name`: the composite's name.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// Annotation: which plugin made the child.
+pub const COMPOSED_BY: &str = "tessera.dev/composed-by";
+/// Annotation: the sha256 of the plugin that made the child.
+pub const PLUGIN_DIGEST: &str = "tessera.dev/plugin-digest";
+/// Annotation: the composite the child belongs to.
+pub const COMPOSITE: &str = "tessera.dev/composite";
+/// Annotation: the composite's uid.
+pub const COMPOSITE_UID: &str = "tessera.dev/composite-uid";
+/// Annotation: the composite's generation.
+pub const COMPOSITE_GENERATION: &str = "tessera.dev/composite-generation";
+/// Annotation: digest of the input the child was made from.
+pub const INPUT_DIGEST: &str = "tessera.dev/input-digest";
+/// Label: the composite's name.
+pub const COMPOSITE_NAME_LABEL: &str = "tessera.dev/composite-name";
+
+/// Kinds that are cluster-scoped in every current Kubernetes. Offline there is
+/// no discovery; any other kind is taken to be namespaced.
+const CLUSTER_SCOPED_KINDS: &[&str] = &[
+    "APIService",
+    "CertificateSigningRequest",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CSIDriver",
+    "CSINode",
+    "CustomResourceDefinition",
+    "FlowSchema",
+    "IngressClass",
+    "MutatingWebhookConfiguration",
+    "Namespace",
+    "Node",
+    "PersistentVolume",
+    "PriorityClass",
+    "PriorityLevelConfiguration",
+    "RuntimeClass",
+    "StorageClass",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "ValidatingWebhookConfiguration",
+    "VolumeAttachment",
+];
+
+/// Whether `kind` is a well-known cluster-scoped kind.
+pub fn is_cluster_scoped(kind: &str) -> bool {
+    CLUSTER_SCOPED_KINDS.contains(&kind)
+}
+
+/// JSON with object keys sorted and no insignificant white space: the same
+/// value always gives the same bytes, whatever order its keys came in.
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(&map[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// `sha256:<hex>` of some bytes.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    let hash = Sha256::digest(bytes);
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256:");
+    for byte in hash {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+/// The digest stamped as `tessera.dev/input-digest`: sha256 of the canonical
+/// JSON of `{"composite": C, "settings": S}` where C keeps only the
+/// composite's user intent: `apiVersion`, `kind`, `spec` and
+/// `metadata.{name, namespace, uid, generation, labels, annotations}`.
+///
+/// Observed children and the composite's `status` and bookkeeping metadata
+/// (resourceVersion, managedFields, ...) are left out on purpose: they change
+/// every time the children are applied, and a digest that includes them
+/// would make the stamped children change on every reconcile, so a
+/// controller would never reach a steady state.
+pub fn input_digest(composite: &Value, settings: &Value) -> String {
+    let mut intent = Map::new();
+    for key in ["apiVersion", "kind", "spec"] {
+        if let Some(v) = composite.get(key) {
+            intent.insert(key.into(), v.clone());
+        }
+    }
+    if let Some(metadata) = composite.get("metadata").and_then(Value::as_object) {
+        let kept: Map<String, Value> = metadata
+            .iter()
+            .filter(|(k, _)| {
+                matches!(
+                    k.as_str(),
+                    "name" | "namespace" | "uid" | "generation" | "labels" | "annotations"
+                )
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        intent.insert("metadata".into(), Value::Object(kept));
+    }
+    let mut input = Map::new();
+    input.insert("composite".into(), Value::Object(intent));
+    input.insert("settings".into(), settings.clone());
+    sha256_digest(canonical_json(&Value::Object(input)).as_bytes())
+}
+
+/// The identity of a composite, as the host sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompositeRef {
+    /// `apiVersion`.
+    pub api_version: String,
+    /// `kind`.
+    pub kind: String,
+    /// `metadata.namespace`, empty when cluster-scoped.
+    pub namespace: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.uid`, when set.
+    pub uid: Option<String>,
+    /// `metadata.generation`, when set.
+    pub generation: Option<i64>,
+}
+
+impl CompositeRef {
+    /// Reads the identity of a composite; the error names the missing field.
+    pub fn from_object(composite: &Value) -> Result<Self, String> {
+        if !composite.is_object() {
+            return Err("the composite is not an object".into());
+        }
+        let required = |pointer: &str, field: &str| -> Result<String, String> {
+            match composite.pointer(pointer) {
+                Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+                Some(other) if !other.is_null() => {
+                    Err(format!("the composite's {field} must be a non-empty string"))
+                }
+                _ => Err(format!("the composite has no {field}")),
+            }
+        };
+        let optional = |pointer: &str, field: &str| -> Result<Option<String>, String> {
+            match composite.pointer(pointer) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone()).filter(|s| !s.is_empty())),
+                Some(_) => Err(format!("the composite's {field} must be a string")),
+            }
+        };
+        let generation = match composite.pointer("/metadata/generation") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_i64()
+                    .ok_or("the composite's metadata.generation must be an integer")?,
+            ),
+        };
+        Ok(CompositeRef {
+            api_version: required("/apiVersion", "apiVersion")?,
+            kind: required("/kind", "kind")?,
+            name: required("/metadata/name", "metadata.name")?,
+            namespace: optional("/metadata/namespace", "metadata.namespace")?.unwrap_or_default(),
+            uid: optional("/metadata/uid", "metadata.uid")?,
+            generation,
+        })
+    }
+
+    /// `<apiVersion>/<kind>/<namespace>/<name>`, the `tessera.dev/composite`
+    /// annotation.
+    pub fn path(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.api_version, self.kind, self.namespace, self.name
+        )
+    }
+
+    /// The identity secrets are derived for: the path plus the uid.
+    pub(crate) fn secret_identity(&self) -> String {
+        format!("{}/{}", self.path(), self.uid.as_deref().unwrap_or(""))
+    }
+}
+
+/// What the host stamps, computed once per evaluation.
+#[derive(Debug, Clone)]
+pub(crate) struct Stamp {
+    pub(crate) composed_by: String,
+    pub(crate) plugin_digest: String,
+    pub(crate) composite: CompositeRef,
+    pub(crate) input_digest: String,
+}
+
+/// Checks one child and stamps provenance on it. Errors name the child by
+/// its index and say what is wrong.
+pub(crate) fn check_and_stamp(
+    index: usize,
+    child: &mut Value,
+    stamp: &Stamp,
+    seen: &mut HashSet<(String, String, String, String)>,
+) -> Result<(), String> {
+    let object = child
+        .as_object_mut()
+        .ok_or_else(|| format!("child {index} is not a JSON object"))?;
+    let api_version = non_empty(object.get("apiVersion"))
+        .ok_or_else(|| format!("child {index} has no apiVersion"))?
+        .to_string();
+    let kind = non_empty(object.get("kind"))
+        .ok_or_else(|| format!("child {index} ({api_version}) has no kind"))?
+        .to_string();
+    let metadata = object
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| format!("child {index} ({kind}) has no metadata"))?;
+    let name = non_empty(metadata.get("name"))
+        .ok_or_else(|| format!("child {index} ({kind}) has no metadata.name"))?
+        .to_string();
+
+    let composite_ns = &stamp.composite.namespace;
+    let namespace = match metadata.get("namespace") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(ns)) => ns.clone(),
+        Some(_) => return Err(format!("child {index} ({kind} {name}): metadata.namespace must be a string")),
+    };
+    let namespace = if is_cluster_scoped(&kind) {
+        if !namespace.is_empty() {
+            return Err(format!(
+                "child {index} ({kind} {name}) is cluster-scoped but has namespace {namespace:?}"
+            ));
+        }
+        namespace
+    } else if namespace.is_empty() {
+        if !composite_ns.is_empty() {
+            metadata.insert("namespace".into(), Value::String(composite_ns.clone()));
+        }
+        composite_ns.clone()
+    } else if !composite_ns.is_empty() && namespace != *composite_ns {
+        // Owner references cannot cross namespaces: such a child could
+        // never be owned, and so never pruned, by its composite.
+        return Err(format!(
+            "child {index} ({kind} {name}) is in namespace {namespace:?}, not the composite's {composite_ns:?}"
+        ));
+    } else {
+        namespace
+    };
+
+    if !seen.insert((api_version.clone(), kind.clone(), namespace.clone(), name.clone())) {
+        return Err(format!(
+            "child {index} ({api_version} {kind} {namespace}/{name}) duplicates an earlier child"
+        ));
+    }
+
+    let annotations = map_field(metadata, "annotations", index)?;
+    annotations.insert(COMPOSED_BY.into(), Value::String(stamp.composed_by.clone()));
+    annotations.insert(PLUGIN_DIGEST.into(), Value::String(stamp.plugin_digest.clone()));
+    annotations.insert(COMPOSITE.into(), Value::String(stamp.composite.path()));
+    match &stamp.composite.uid {
+        Some(uid) => annotations.insert(COMPOSITE_UID.into(), Value::String(uid.clone())),
+        None => annotations.remove(COMPOSITE_UID),
+    };
+    match stamp.composite.generation {
+        Some(g) => annotations.insert(COMPOSITE_GENERATION.into(), Value::String(g.to_string())),
+        None => annotations.remove(COMPOSITE_GENERATION),
+    };
+    annotations.insert(INPUT_DIGEST.into(), Value::String(stamp.input_digest.clone()));
+
+    let labels = map_field(metadata, "labels", index)?;
+    labels.insert(
+        COMPOSITE_NAME_LABEL.into(),
+        Value::String(stamp.composite.name.clone()),
+    );
+    Ok(())
+}
+
+fn non_empty(value: Option<&Value>) -> Option<&str> {
+    value.and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+fn map_field<'a>(
+    metadata: &'a mut Map<String, Value>,
+    key: &str,
+    index: usize,
+) -> Result<&'a mut Map<String, Value>, String> {
+    let entry = metadata
+        .entry(key)
+        .or_insert_with(|| Value::Object(Map::new()));
+    if entry.is_null() {
+        *entry = Value::Object(Map::new());
+    }
+    entry
+        .as_object_mut()
+        .ok_or_else(|| format!("child {index}: metadata.{key} must be an object"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn canonical_json_sorts_keys() {
+        let a = json!({"b": 1, "a": {"d": [1, {"z": 0, "y": null}], "c": "x"}});
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":{"c":"x","d":[1,{"y":null,"z":0}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn input_digest_ignores_status_and_bookkeeping() {
+        let a = json!({"apiVersion": "v1", "kind": "K", "metadata": {"name": "n"}, "spec": {"x": 1}});
+        let mut b = a.clone();
+        b["status"] = json!({"ready": true});
+        b["metadata"]["resourceVersion"] = json!("42");
+        assert_eq!(input_digest(&a, &json!({})), input_digest(&b, &json!({})));
+        b["spec"]["x"] = json!(2);
+        assert_ne!(input_digest(&a, &json!({})), input_digest(&b, &json!({})));
+        assert_ne!(input_digest(&a, &json!({})), input_digest(&a, &json!({"s": 1})));
+    }
+
+    fn stamp(namespace: &str) -> Stamp {
+        Stamp {
+            composed_by: "p@1".into(),
+            plugin_digest: "sha256:00".into(),
+            composite: CompositeRef {
+                api_version: "g/v1".into(),
+                kind: "K".into(),
+                namespace: namespace.into(),
+                name: "n".into(),
+                uid: Some("u".into()),
+                generation: Some(3),
+            },
+            input_digest: "sha256:11".into(),
+        }
+    }
+
+    #[test]
+    fn stamps_and_defaults_namespace() {
+        let mut child = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
+        check_and_stamp(0, &mut child, &stamp("ns"), &mut HashSet::new()).unwrap();
+        assert_eq!(child["metadata"]["namespace"], "ns");
+        let a = &child["metadata"]["annotations"];
+        assert_eq!(a[COMPOSED_BY], "p@1");
+        assert_eq!(a[COMPOSITE], "g/v1/K/ns/n");
+        assert_eq!(a[COMPOSITE_UID], "u");
+        assert_eq!(a[COMPOSITE_GENERATION], "3");
+        assert_eq!(child["metadata"]["labels"][COMPOSITE_NAME_LABEL], "n");
+    }
+
+    #[test]
+    fn rejects_bad_children_by_index() {
+        let s = stamp("ns");
+        let cases = [
+            (json!("x"), "child 2 is not a JSON object"),
+            (json!({"kind": "K", "metadata": {"name": "a"}}), "child 2 has no apiVersion"),
+            (json!({"apiVersion": "v1", "metadata": {"name": "a"}}), "child 2 (v1) has no kind"),
+            (json!({"apiVersion": "v1", "kind": "K", "metadata": {}}), "child 2 (K) has no metadata.name"),
+            (
+                json!({"apiVersion": "v1", "kind": "K", "metadata": {"name": "a", "namespace": "other"}}),
+                "child 2 (K a) is in namespace \"other\", not the composite's \"ns\"",
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a", "namespace": "ns"}}),
+                "child 2 (Namespace a) is cluster-scoped but has namespace \"ns\"",
+            ),
+        ];
+        for (mut child, expected) in cases {
+            let err = check_and_stamp(2, &mut child, &s, &mut HashSet::new()).unwrap_err();
+            assert_eq!(err, expected);
+        }
+        let mut seen = HashSet::new();
+        let mut a = json!({"apiVersion": "v1", "kind": "K", "metadata": {"name": "a"}});
+        check_and_stamp(0, &mut a.clone(), &s, &mut seen).unwrap();
+        let err = check_and_stamp(1, &mut a, &s, &mut seen).unwrap_err();
+        assert_eq!(err, "child 1 (v1 K ns/a) duplicates an earlier child");
+    }
+}

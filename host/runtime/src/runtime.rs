@@ -1,0 +1,333 @@
+//! The engine, the linker, the epoch ticker and plugin loading.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{Component, Linker, types::ComponentItem};
+use wasmtime::{Config, Engine, Store};
+
+use crate::bindings;
+use crate::cache::{ArtifactCache, Miss};
+use crate::error::{Error, Phase, PluginId, Result};
+use crate::limits::Limits;
+use crate::plugin::{Metadata, Plugin, PluginInner, PluginPre, World};
+use crate::resources::ReadAccess;
+use crate::state::{HostEnv, State};
+
+/// How often the epoch advances. Deadlines are enforced with this
+/// granularity: 5 ms keeps the ticker's cost negligible (200 wake-ups a
+/// second) while a 1 s deadline overshoots by at most 0.5 %.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Where a plugin's compiled code came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArtifactSource {
+    /// Compiled now (the cache was off, empty or rejected).
+    Compiled,
+    /// Loaded from the on-disk cache.
+    Cache,
+}
+
+/// Configures a [`Runtime`].
+#[derive(Debug, Default)]
+#[must_use]
+pub struct RuntimeBuilder {
+    cache_dir: Option<PathBuf>,
+    no_cache: bool,
+    fuel: bool,
+}
+
+impl RuntimeBuilder {
+    /// Keeps precompiled plugins in `dir` instead of the default
+    /// (`$TESSERA_CACHE_DIR`, `$XDG_CACHE_HOME/tessera`, `~/.cache/tessera`).
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Compiles every plugin on every load; nothing is read from or written
+    /// to disk. Overrides [`RuntimeBuilder::cache_dir`].
+    pub fn no_cache(mut self) -> Self {
+        self.no_cache = true;
+        self
+    }
+
+    /// Counts fuel (deterministic CPU accounting) for every call, so
+    /// [`Limits::fuel`] budgets apply and outcomes report fuel used. Costs
+    /// speed; precompiled artifacts made with and without fuel differ.
+    pub fn fuel(mut self, enable: bool) -> Self {
+        self.fuel = enable;
+        self
+    }
+
+    /// Builds the runtime and starts its epoch ticker.
+    pub fn build(self) -> Result<Runtime> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.consume_fuel(self.fuel);
+        let engine = Engine::new(&config)
+            .map_err(|e| Error::host(None, Phase::Load, "cannot create the wasmtime engine", e))?;
+
+        let mut linker = Linker::<State>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| Error::host(None, Phase::Link, "cannot link WASI", e))?;
+        bindings::Composition::add_to_linker::<State, wasmtime::component::HasSelf<State>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(|e| Error::host(None, Phase::Link, "cannot link the host interfaces", e))?;
+        bindings::policy::tessera::plugin::policy_types::add_to_linker::<
+            State,
+            wasmtime::component::HasSelf<State>,
+        >(&mut linker, |state| state)
+        .map_err(|e| Error::host(None, Phase::Link, "cannot link the policy types", e))?;
+
+        let cache = if self.no_cache {
+            None
+        } else {
+            self.cache_dir
+                .or_else(ArtifactCache::default_dir)
+                .map(|dir| ArtifactCache::new(dir, &engine))
+        };
+
+        spawn_epoch_ticker(&engine);
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                cache,
+                fuel: self.fuel,
+            }),
+        })
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is
+/// dropped.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("tessera-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch thread");
+}
+
+/// One per process: the wasmtime engine, the linker with everything plugins
+/// may import, and the artifact cache. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+pub(crate) struct RuntimeInner {
+    pub(crate) engine: Engine,
+    linker: Linker<State>,
+    cache: Option<ArtifactCache>,
+    pub(crate) fuel: bool,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("cache", &self.inner.cache.as_ref().map(ArtifactCache::dir))
+            .field("fuel", &self.inner.fuel)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// A builder with the defaults: cache in the default directory, no fuel.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// Whether fuel is counted.
+    pub fn fuel_enabled(&self) -> bool {
+        self.inner.fuel
+    }
+
+    /// The cache directory, when caching is on.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.inner.cache.as_ref().map(ArtifactCache::dir)
+    }
+
+    /// Loads a plugin from a `.wasm` file.
+    pub async fn load_file(&self, path: impl AsRef<Path>) -> Result<Plugin> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.load(&bytes, path).await
+    }
+
+    /// Loads a plugin from its bytes; `source` names it in errors.
+    ///
+    /// Compiles the component (or loads it from the cache), checks that it
+    /// implements the `composition` or `policy` world and imports nothing
+    /// the host does not provide, pre-links it, and calls `metadata` once.
+    pub async fn load(&self, bytes: &[u8], source: &Path) -> Result<Plugin> {
+        let digest = crate::provenance::sha256_digest(bytes);
+        let hex = digest.trim_start_matches("sha256:").to_string();
+        let file_name = source
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "plugin".into());
+        let provisional = PluginId {
+            name: file_name,
+            digest: digest.clone(),
+        };
+        let incompatible = |message: String| Error::Incompatible {
+            path: source.to_path_buf(),
+            message,
+        };
+
+        if wasmparser_is_core_module(bytes) {
+            return Err(incompatible(
+                "it is a core WebAssembly module, not a component (build it for wasm32-wasip2)"
+                    .into(),
+            ));
+        }
+        let (component, artifact) = self.compile(bytes, &hex, &provisional, source)?;
+
+        let world = self.world_of(&component).map_err(incompatible)?;
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| incompatible(format!("{e:#}")))?;
+        let pre = match world {
+            World::Composition => bindings::CompositionPre::new(pre).map(PluginPre::Composition),
+            World::Policy => bindings::policy::PolicyPre::new(pre).map(PluginPre::Policy),
+        }
+        .map_err(|e| incompatible(format!("its exports do not match the {world} world: {e:#}")))?;
+
+        let size = bytes.len();
+        let mut plugin = PluginInner {
+            id: provisional,
+            path: source.to_path_buf(),
+            world,
+            metadata: Metadata::default(),
+            settings_schema: None,
+            pre,
+            size,
+            artifact,
+            runtime: self.inner.clone(),
+        };
+        let metadata = plugin.call_metadata().await?;
+        plugin.id.name = metadata.name.clone();
+        plugin.settings_schema = metadata
+            .settings_schema
+            .as_ref()
+            .map(|schema| crate::plugin::compile_schema(&plugin.id, schema))
+            .transpose()?;
+        plugin.metadata = metadata;
+        Ok(Plugin {
+            inner: Arc::new(plugin),
+        })
+    }
+
+    fn compile(
+        &self,
+        bytes: &[u8],
+        hex: &str,
+        id: &PluginId,
+        source: &Path,
+    ) -> Result<(Component, ArtifactSource)> {
+        let engine = &self.inner.engine;
+        if let Some(cache) = &self.inner.cache {
+            match cache.load(engine, hex) {
+                Ok(component) => return Ok((component, ArtifactSource::Cache)),
+                Err(Miss::Absent) => {}
+                Err(Miss::Rejected(why)) => {
+                    tracing::warn!("ignoring cache entry, recompiling: {why}");
+                }
+            }
+        }
+        let component = Component::new(engine, bytes).map_err(|e| Error::Incompatible {
+            path: source.to_path_buf(),
+            message: format!("{e:#}"),
+        })?;
+        if let Some(cache) = &self.inner.cache {
+            let stored = component
+                .serialize()
+                .map_err(|e| Error::host(Some(id), Phase::Load, "cannot serialize", e))
+                .and_then(|artifact| {
+                    cache.store(hex, &artifact).map_err(|e| {
+                        Error::host(Some(id), Phase::Load, format!("cannot write cache {}", cache.dir().display()), e)
+                    })
+                });
+            if let Err(e) = stored {
+                // The plugin is compiled; a cache that cannot be written only
+                // costs the next load a compile.
+                tracing::warn!("{e}");
+            }
+        }
+        Ok((component, ArtifactSource::Compiled))
+    }
+
+    fn world_of(&self, component: &Component) -> std::result::Result<World, String> {
+        let engine = &self.inner.engine;
+        let exports: Vec<(String, bool)> = component
+            .component_type()
+            .exports(engine)
+            .map(|(name, item)| (name.to_string(), matches!(item.ty, ComponentItem::ComponentFunc(_))))
+            .collect();
+        let has = |name: &str| exports.iter().any(|(n, is_func)| n == name && *is_func);
+        let world = match (has("expand"), has("validate")) {
+            (true, false) => World::Composition,
+            (false, true) => World::Policy,
+            (true, true) => {
+                return Err("it exports both `expand` and `validate`; a plugin implements one world".into());
+            }
+            (false, false) => {
+                let names: Vec<&str> = exports.iter().map(|(n, _)| n.as_str()).collect();
+                return Err(format!(
+                    "it exports neither `expand` (composition world) nor `validate` (policy world); its exports: [{}]",
+                    names.join(", ")
+                ));
+            }
+        };
+        if !has("metadata") {
+            return Err(format!("it is missing the export `metadata` of the {world} world"));
+        }
+        Ok(world)
+    }
+
+    pub(crate) fn new_store(
+        inner: &RuntimeInner,
+        limits: &Limits,
+        env: HostEnv,
+        seed: u64,
+    ) -> Store<State> {
+        let mut store = Store::new(&inner.engine, State::new(limits, env, seed));
+        store.limiter(|state| &mut state.limiter);
+        let ticks = limits.deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64;
+        // +1: the current tick may be about to end.
+        store.set_epoch_deadline(ticks.max(1) + 1);
+        store.epoch_deadline_trap();
+        if inner.fuel {
+            // Without a budget, fuel is still counted (for reporting), with
+            // a tank that cannot run dry in practice.
+            let _ = store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
+        }
+        store
+    }
+
+    pub(crate) fn metadata_env(plugin: &str, limits: &Limits) -> HostEnv {
+        HostEnv::new(plugin, ReadAccess::none(), None, limits)
+    }
+}
+
+/// A core module starts with the magic and version 1; a component uses the
+/// same magic with a different version/layer field.
+fn wasmparser_is_core_module(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
+}

@@ -1,0 +1,391 @@
+//! The data each evaluation's `Store` holds, and the host side of the
+//! interfaces plugins import.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::bindings::tessera::plugin::{credentials, host, types};
+use crate::limits::Limits;
+use crate::resources::ReadAccess;
+use crate::secrets::SecretKey;
+
+/// Everything one evaluation's store holds. A store lives for exactly one
+/// evaluation, so nothing here is shared between requests or tenants.
+pub(crate) struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) env: HostEnv,
+    pub(crate) stdout: CapturedOutput,
+    pub(crate) stderr: CapturedOutput,
+}
+
+/// What the host interfaces answer from, for one evaluation.
+pub(crate) struct HostEnv {
+    /// The plugin's name, for messages.
+    pub(crate) plugin: String,
+    /// Which reads the binding allows, and where they are answered from.
+    pub(crate) reads: ReadAccess,
+    /// Key and composite identity for `derive-secret`; `None` outside
+    /// `expand`.
+    pub(crate) secrets: Option<(Arc<SecretKey>, String)>,
+    /// Log lines kept so far.
+    pub(crate) logs: Vec<LogLine>,
+    /// Bytes of log kept so far.
+    log_bytes: usize,
+    /// Log lines dropped because a bound was reached.
+    pub(crate) logs_dropped: u64,
+    /// How many secrets the plugin derived.
+    pub(crate) secrets_derived: u32,
+    max_log_lines: usize,
+    max_log_bytes: usize,
+}
+
+/// A log line a plugin wrote through the host interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// Its level.
+    pub level: LogLevel,
+    /// The message, cut to [`Limits::max_log_line`] bytes.
+    pub message: String,
+}
+
+/// Level of a [`LogLine`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Debug.
+    Debug,
+    /// Info.
+    Info,
+    /// Warn.
+    Warn,
+    /// Error.
+    Error,
+}
+
+impl std::fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        })
+    }
+}
+
+/// A fixed point in time the guest sees as "now" unless a binding grants the
+/// real clock: 2024-01-01T00:00:00Z. Fixed so that output is deterministic.
+const FIXED_WALL_CLOCK: Duration = Duration::from_secs(1_704_067_200);
+
+struct FixedWallClock;
+
+impl wasmtime_wasi::HostWallClock for FixedWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        FIXED_WALL_CLOCK
+    }
+}
+
+struct FixedMonotonicClock;
+
+impl wasmtime_wasi::HostMonotonicClock for FixedMonotonicClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+impl State {
+    /// A fresh state: WASI with nothing granted (no files, no environment,
+    /// no sockets, no name lookups, no stdin), a fixed clock, random numbers
+    /// seeded from `seed`, and captured, bounded stdout and stderr.
+    pub(crate) fn new(limits: &Limits, env: HostEnv, seed: u64) -> Self {
+        use rand::SeedableRng;
+        let stdout = CapturedOutput::new(limits.max_stdio_bytes);
+        let stderr = CapturedOutput::new(limits.max_stdio_bytes);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .wall_clock(FixedWallClock)
+            .monotonic_clock(FixedMonotonicClock)
+            .secure_random(rand::rngs::StdRng::seed_from_u64(seed))
+            .insecure_random(rand::rngs::StdRng::seed_from_u64(seed.rotate_left(17)))
+            .insecure_random_seed(u128::from(seed))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        State {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(limits),
+            env,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl HostEnv {
+    pub(crate) fn new(
+        plugin: &str,
+        reads: ReadAccess,
+        secrets: Option<(Arc<SecretKey>, String)>,
+        limits: &Limits,
+    ) -> Self {
+        HostEnv {
+            plugin: plugin.to_string(),
+            reads,
+            secrets,
+            logs: Vec::new(),
+            log_bytes: 0,
+            logs_dropped: 0,
+            secrets_derived: 0,
+            max_log_lines: limits.max_log_lines,
+            max_log_bytes: limits.max_log_bytes,
+        }
+    }
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for State {}
+
+impl crate::bindings::tessera::plugin::composition_types::Host for State {}
+
+impl crate::bindings::policy::tessera::plugin::policy_types::Host for State {}
+
+impl host::Host for State {
+    fn log(&mut self, level: host::LogLevel, message: String) {
+        let env = &mut self.env;
+        // Bounded: a plugin that logs in a loop costs the host a counter,
+        // not memory.
+        if env.logs.len() >= env.max_log_lines || env.log_bytes >= env.max_log_bytes {
+            env.logs_dropped += 1;
+            return;
+        }
+        let mut message = message;
+        let room = (env.max_log_bytes - env.log_bytes).min(crate::limits::MAX_LOG_LINE);
+        truncate_utf8(&mut message, room);
+        env.log_bytes += message.len();
+        env.logs.push(LogLine {
+            level: match level {
+                host::LogLevel::Debug => LogLevel::Debug,
+                host::LogLevel::Info => LogLevel::Info,
+                host::LogLevel::Warn => LogLevel::Warn,
+                host::LogLevel::Error => LogLevel::Error,
+            },
+            message,
+        });
+    }
+
+    fn get_resource(&mut self, target: types::ResourceRef) -> Result<Option<String>, String> {
+        self.env
+            .reads
+            .get(
+                &self.env.plugin,
+                &target.api_version,
+                &target.kind,
+                target.namespace.as_deref(),
+                &target.name,
+            )
+            .map(|found| found.map(|v| v.to_string()))
+    }
+
+    fn list_resources(
+        &mut self,
+        api_version: String,
+        kind: String,
+        namespace: Option<String>,
+        label_selector: Option<String>,
+    ) -> Result<Vec<String>, String> {
+        self.env
+            .reads
+            .list(
+                &self.env.plugin,
+                &api_version,
+                &kind,
+                namespace.as_deref(),
+                label_selector.as_deref(),
+            )
+            .map(|found| found.iter().map(|v| v.to_string()).collect())
+    }
+}
+
+impl credentials::Host for State {
+    fn derive_secret(&mut self, purpose: String, length: u32) -> String {
+        self.env.secrets_derived = self.env.secrets_derived.saturating_add(1);
+        match &self.env.secrets {
+            Some((key, identity)) => key.derive(identity, &purpose, length),
+            // Outside `expand` there is no composite to derive for; an empty
+            // answer is deterministic and obviously unusable.
+            None => String::new(),
+        }
+    }
+}
+
+fn truncate_utf8(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+}
+
+/// Enforces the memory cap and the instance-count limit, and remembers
+/// whether the cap was hit so a later trap is reported as out-of-memory.
+pub(crate) struct MemoryLimiter {
+    memory_bytes: usize,
+    max_instances: usize,
+    max_tables: usize,
+    max_memories: usize,
+    pub(crate) hit_memory_cap: bool,
+}
+
+impl MemoryLimiter {
+    fn new(limits: &Limits) -> Self {
+        MemoryLimiter {
+            memory_bytes: limits.memory_bytes,
+            max_instances: limits.max_instances,
+            max_tables: limits.max_instances,
+            max_memories: limits.max_instances,
+            hit_memory_cap: false,
+        }
+    }
+}
+
+impl MemoryLimiter {
+    pub(crate) fn cap_mib(&self) -> usize {
+        self.memory_bytes >> 20
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.hit_memory_cap = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables hold function references; 1M entries is far beyond any real
+        // plugin and keeps a table-growth bomb bounded.
+        Ok(desired <= 1 << 20)
+    }
+
+    fn instances(&self) -> usize {
+        self.max_instances
+    }
+
+    fn tables(&self) -> usize {
+        self.max_tables
+    }
+
+    fn memories(&self) -> usize {
+        self.max_memories
+    }
+}
+
+/// Captures a guest's stdout or stderr up to a byte bound; what comes after
+/// the bound is dropped (the guest is not told, so it does not trap).
+#[derive(Clone)]
+pub(crate) struct CapturedOutput {
+    inner: Arc<Mutex<Captured>>,
+}
+
+struct Captured {
+    bytes: Vec<u8>,
+    capacity: usize,
+    truncated: bool,
+}
+
+impl CapturedOutput {
+    fn new(capacity: usize) -> Self {
+        CapturedOutput {
+            inner: Arc::new(Mutex::new(Captured {
+                bytes: Vec::new(),
+                capacity,
+                truncated: false,
+            })),
+        }
+    }
+
+    /// What was captured, as text (invalid UTF-8 replaced).
+    pub(crate) fn text(&self) -> String {
+        let captured = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut text = String::from_utf8_lossy(&captured.bytes).into_owned();
+        if captured.truncated {
+            text.push_str("...[truncated]");
+        }
+        text
+    }
+}
+
+impl IsTerminal for CapturedOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CapturedOutput {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl tokio::io::AsyncWrite for CapturedOutput {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let mut captured = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let room = captured.capacity.saturating_sub(captured.bytes.len());
+        if buf.len() > room {
+            captured.truncated = true;
+        }
+        let keep = buf.len().min(room);
+        captured.bytes.extend_from_slice(&buf[..keep]);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
