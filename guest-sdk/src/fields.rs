@@ -38,19 +38,28 @@ impl<'a> Fields<'a> {
     }
 
     fn required(&self, key: &str) -> Result<&'a Value> {
-        self.get(key)
-            .ok_or_else(|| Error::at(self.path_of(key), format!("{} is required", self.path_of(key))))
+        self.get(key).ok_or_else(|| {
+            Error::at(
+                self.path_of(key),
+                format!("{} is required", self.path_of(key)),
+            )
+        })
     }
 
     fn wrong(&self, key: &str, expected: &str, got: &Value) -> Error {
         let path = self.path_of(key);
-        Error::at(path.clone(), format!("{path} must be {expected}, got {}", show(got)))
+        Error::at(
+            path.clone(),
+            format!("{path} must be {expected}, got {}", show(got)),
+        )
     }
 
     /// A required string.
     pub fn str(&self, key: &str) -> Result<&'a str> {
         let value = self.required(key)?;
-        value.as_str().ok_or_else(|| self.wrong(key, "a string", value))
+        value
+            .as_str()
+            .ok_or_else(|| self.wrong(key, "a string", value))
     }
 
     /// An optional string.
@@ -73,7 +82,11 @@ impl<'a> Fields<'a> {
             let path = self.path_of(key);
             Err(Error::at(
                 path.clone(),
-                format!("{path} must be one of {}, got {}", allowed.join(", "), show(&Value::String(value.into()))),
+                format!(
+                    "{path} must be one of {}, got {}",
+                    allowed.join(", "),
+                    show(&Value::String(value.into()))
+                ),
             ))
         }
     }
@@ -81,7 +94,9 @@ impl<'a> Fields<'a> {
     /// A required integer.
     pub fn int(&self, key: &str) -> Result<i64> {
         let value = self.required(key)?;
-        value.as_i64().ok_or_else(|| self.wrong(key, "an integer", value))
+        value
+            .as_i64()
+            .ok_or_else(|| self.wrong(key, "an integer", value))
     }
 
     /// An optional integer.
@@ -114,7 +129,9 @@ impl<'a> Fields<'a> {
     /// A required integer that must lie in `min..=max`.
     pub fn int_in(&self, key: &str, min: i64, max: i64) -> Result<i64> {
         self.required(key)?;
-        Ok(self.opt_int_in(key, min, max)?.expect("checked present above"))
+        Ok(self
+            .opt_int_in(key, min, max)?
+            .expect("checked present above"))
     }
 
     /// An optional boolean.
@@ -244,14 +261,23 @@ mod tests {
         let spec = json!({"replicas": "three", "engine": "oracle", "storage": "lots"});
         let f = Fields::new("spec", Some(&spec));
         let e = f.int("replicas").unwrap_err();
-        assert_eq!(e.message(), r#"spec.replicas must be an integer, got "three""#);
+        assert_eq!(
+            e.message(),
+            r#"spec.replicas must be an integer, got "three""#
+        );
         assert_eq!(e.field(), Some("spec.replicas"));
         let e = f.one_of("engine", &["postgres", "mysql"]).unwrap_err();
-        assert_eq!(e.message(), r#"spec.engine must be one of postgres, mysql, got "oracle""#);
+        assert_eq!(
+            e.message(),
+            r#"spec.engine must be one of postgres, mysql, got "oracle""#
+        );
         let e = f.str("version").unwrap_err();
         assert_eq!(e.message(), "spec.version is required");
         let e = f.quantity("storage").unwrap_err();
-        assert_eq!(e.message(), r#"spec.storage must be a quantity such as 20Gi, got "lots""#);
+        assert_eq!(
+            e.message(),
+            r#"spec.storage must be a quantity such as 20Gi, got "lots""#
+        );
     }
 
     #[test]
@@ -260,7 +286,10 @@ mod tests {
         let f = Fields::new("spec", Some(&spec));
         let auto = f.opt_object("autoscaling").unwrap().unwrap();
         let e = auto.opt_int("minReplicas").unwrap_err();
-        assert_eq!(e.message(), r#"spec.autoscaling.minReplicas must be an integer, got "x""#);
+        assert_eq!(
+            e.message(),
+            r#"spec.autoscaling.minReplicas must be an integer, got "x""#
+        );
     }
 
     #[test]

@@ -69,6 +69,7 @@ pub use types::{
 #[doc(hidden)]
 pub mod wit {
     /// Bindings of the `composition` world.
+    #[allow(clippy::too_many_arguments)]
     pub mod composition {
         wit_bindgen::generate!({
             world: "composition",
@@ -82,6 +83,7 @@ pub mod wit {
 
     /// Bindings of the `policy` world; the shared interfaces come from
     /// [`composition`] so that both worlds use one set of Rust types.
+    #[allow(clippy::too_many_arguments)]
     pub mod policy {
         wit_bindgen::generate!({
             world: "policy",
@@ -133,7 +135,9 @@ pub mod __private {
         f: fn(Review) -> crate::Result<Verdict>,
     ) -> Result<p::Verdict, t::PluginError> {
         let review = Review::from_wit(review).map_err(crate::Error::into_wit)?;
-        f(review).map(Verdict::into_wit).map_err(crate::Error::into_wit)
+        f(review)
+            .map(Verdict::into_wit)
+            .map_err(crate::Error::into_wit)
     }
 }
 

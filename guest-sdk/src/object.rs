@@ -56,7 +56,10 @@ impl Object {
 
     /// `apiVersion`, or `""`.
     pub fn api_version(&self) -> &str {
-        self.0.get("apiVersion").and_then(Value::as_str).unwrap_or("")
+        self.0
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("")
     }
 
     /// `kind`, or `""`.
@@ -71,7 +74,8 @@ impl Object {
 
     /// `metadata.namespace`, when set and not empty.
     pub fn namespace(&self) -> Option<&str> {
-        self.str_at("metadata", "namespace").filter(|ns| !ns.is_empty())
+        self.str_at("metadata", "namespace")
+            .filter(|ns| !ns.is_empty())
     }
 
     /// `metadata.labels` with string values, in their order.
@@ -91,7 +95,11 @@ impl Object {
 
     /// One annotation's value.
     pub fn annotation(&self, key: &str) -> Option<&str> {
-        self.0.get("metadata")?.get("annotations")?.get(key)?.as_str()
+        self.0
+            .get("metadata")?
+            .get("annotations")?
+            .get(key)?
+            .as_str()
     }
 
     fn string_map(&self, which: &str) -> Vec<(&str, &str)> {
@@ -171,7 +179,10 @@ impl Object {
 
     /// Sets `data` of a Secret from plain strings (base64-encoded here).
     #[must_use]
-    pub fn with_secret_data<'a>(self, entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+    pub fn with_secret_data<'a>(
+        self,
+        entries: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Self {
         let data: Map<String, Value> = entries
             .into_iter()
             .map(|(k, v)| (k.to_string(), Value::String(base64_encode(v.as_bytes()))))
@@ -186,7 +197,11 @@ const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 pub(crate) fn base64_encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {

@@ -279,11 +279,13 @@ impl CompositionRequest {
         String::from_utf8(bytes).ok()
     }
 
-    /// A credential: the observed Secret's value when there is one, otherwise
+    /// A credential: the observed Secret's value when there is one (and it
+    /// is not empty), otherwise
     /// a value derived by the host from its secret key, this composite's
     /// identity and `purpose` (see [`crate::host::derive_secret`]).
     pub fn credential(&self, secret_name: &str, key: &str, length: u32) -> String {
         self.observed_secret_value(secret_name, key)
+            .filter(|value| !value.is_empty())
             .unwrap_or_else(|| crate::host::derive_secret(&format!("{secret_name}/{key}"), length))
     }
 

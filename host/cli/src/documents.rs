@@ -182,7 +182,11 @@ fn parse_json_stream(text: &str) -> Vec<Document> {
                 documents.push(Document {
                     index,
                     line,
-                    value: Err(format!("line {}: {}", e.line(), strip_location(&e.to_string()))),
+                    value: Err(format!(
+                        "line {}: {}",
+                        e.line(),
+                        strip_location(&e.to_string())
+                    )),
                 });
                 // A JSON syntax error leaves no way to find where the next
                 // value starts: stop here.
@@ -202,8 +206,9 @@ fn flatten_lists(documents: Vec<Document>) -> Vec<Document> {
     for document in documents {
         let items = match &document.value {
             Ok(Value::Array(items)) => Some(items.clone()),
-            Ok(v) if v.get("kind").and_then(Value::as_str) == Some("List")
-                && v.get("items").is_some_and(Value::is_array) =>
+            Ok(v)
+                if v.get("kind").and_then(Value::as_str) == Some("List")
+                    && v.get("items").is_some_and(Value::is_array) =>
             {
                 v["items"].as_array().cloned()
             }
@@ -281,7 +286,10 @@ mod tests {
     fn json_streams_and_lists() {
         let docs = parse_stream("[{\"a\":1},{\"b\":2}]\n{\"kind\":\"List\",\"items\":[{\"c\":3}]}");
         let values: Vec<_> = docs.iter().map(|d| d.value.clone().unwrap()).collect();
-        assert_eq!(values, vec![json!({"a": 1}), json!({"b": 2}), json!({"c": 3})]);
+        assert_eq!(
+            values,
+            vec![json!({"a": 1}), json!({"b": 2}), json!({"c": 3})]
+        );
         let docs = parse_stream("{\"a\":1}\n{\"b\":");
         assert_eq!(docs.len(), 2);
         assert!(docs[1].value.as_ref().unwrap_err().starts_with("line 2:"));

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
 use tessera_runtime::{
-    Binding, Composed, Context, Finding, Fixtures, LogLevel, Operation, Plugin, ReadAccess,
-    Report, Review, Runtime, SecretKey, UserInfo, Verdict,
+    Binding, Composed, Context, Finding, Fixtures, LogLevel, Operation, Plugin, ReadAccess, Report,
+    Review, Runtime, SecretKey, UserInfo, Verdict,
 };
 
 use crate::documents::{Document, display_name, parse_stream, read_text};
@@ -225,8 +225,13 @@ fn read_all(path: &Path, stdin: &mut dyn Read) -> Result<Vec<Value>, Failure> {
 }
 
 fn document_value(path: &Path, doc: Document) -> Result<Value, Failure> {
-    doc.value
-        .map_err(|e| Failure(format!("{}: document {}: {e}", display_name(path), doc.index)))
+    doc.value.map_err(|e| {
+        Failure(format!(
+            "{}: document {}: {e}",
+            display_name(path),
+            doc.index
+        ))
+    })
 }
 
 /// Reads a file that must hold exactly one document.
@@ -234,7 +239,10 @@ fn read_one(path: &Path, stdin: &mut dyn Read, what: &str) -> Result<Value, Fail
     let mut values = read_all(path, stdin)?;
     match values.len() {
         1 => Ok(values.remove(0)),
-        0 => Err(Failure(format!("{}: no {what} in the file", display_name(path)))),
+        0 => Err(Failure(format!(
+            "{}: no {what} in the file",
+            display_name(path)
+        ))),
         n => Err(Failure(format!(
             "{}: expected one {what}, found {n} documents",
             display_name(path)
@@ -346,7 +354,10 @@ fn describe(object: &Value) -> String {
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("?");
-    match object.pointer("/metadata/namespace").and_then(Value::as_str) {
+    match object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+    {
         Some(ns) if !ns.is_empty() => format!("{kind} {ns}/{name}"),
         _ => format!("{kind} {name}"),
     }
@@ -355,7 +366,12 @@ fn describe(object: &Value) -> String {
 fn write_report(stderr: &mut dyn Write, plugin: &str, report: &Report) -> std::io::Result<()> {
     for line in &report.logs {
         if line.level >= LogLevel::Info {
-            writeln!(stderr, "[{plugin}] {}: {}", line.level, one_line(&line.message))?;
+            writeln!(
+                stderr,
+                "[{plugin}] {}: {}",
+                line.level,
+                one_line(&line.message)
+            )?;
         }
     }
     if report.logs_dropped > 0 {
@@ -616,7 +632,11 @@ async fn validate(global: &GlobalArgs, args: ValidateArgs, io: &mut Stdio<'_>) -
                 results.push(verdict_value(index, &object, &verdict));
             }
             Err(e) => {
-                writeln!(io.stderr, "error: {source}: {subject}: {}", one_line(&e.to_string()))?;
+                writeln!(
+                    io.stderr,
+                    "error: {source}: {subject}: {}",
+                    one_line(&e.to_string())
+                )?;
                 any_failed = true;
             }
         }

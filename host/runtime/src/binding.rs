@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::bindings::tessera::plugin::composition_types as cwit;
 use crate::bindings::policy::tessera::plugin::policy_types as pwit;
+use crate::bindings::tessera::plugin::composition_types as cwit;
 use crate::bindings::tessera::plugin::types as wit;
 use crate::error::{CrashKind, Error, Phase, Result};
 use crate::limits::Limits;
@@ -323,9 +323,9 @@ impl Binding {
                     &report,
                 )
             })?;
-            provenance::check_and_stamp(index, &mut child, &stamp, &mut seen).map_err(|message| {
-                self.crashed(Phase::Output, CrashKind::InvalidOutput, message, &report)
-            })?;
+            provenance::check_and_stamp(index, &mut child, &stamp, &mut seen).map_err(
+                |message| self.crashed(Phase::Output, CrashKind::InvalidOutput, message, &report),
+            )?;
             children.push(child);
         }
         let status = expansion

@@ -78,11 +78,17 @@ impl ArtifactCache {
             Err(e) => return Err(Miss::Rejected(format!("{}: {e}", path.display()))),
         };
         if bytes.len() < TRAILER || &bytes[bytes.len() - MAGIC.len()..] != MAGIC {
-            return Err(Miss::Rejected(format!("{}: not a Tessera cache entry", path.display())));
+            return Err(Miss::Rejected(format!(
+                "{}: not a Tessera cache entry",
+                path.display()
+            )));
         }
         let (artifact, trailer) = bytes.split_at(bytes.len() - TRAILER);
         if Sha256::digest(artifact).as_slice() != &trailer[..32] {
-            return Err(Miss::Rejected(format!("{}: checksum mismatch", path.display())));
+            return Err(Miss::Rejected(format!(
+                "{}: checksum mismatch",
+                path.display()
+            )));
         }
         // SAFETY: wasmtime requires that deserialized bytes were produced by
         // `Component::serialize` of a compatible engine and not tampered with.

@@ -101,7 +101,7 @@ impl fmt::Display for CrashKind {
 pub enum Error {
     /// The plugin refused its input: its `err` answer. Not a failure of the
     /// plugin or the host.
-    #[error("{plugin} refused the input in {phase}: {}{message}", field.as_ref().map(|f| format!("{f}: ")).unwrap_or_default())]
+    #[error("{plugin} refused the input in {phase}: {}{message}", field_prefix(field.as_deref(), message))]
     Refused {
         /// The plugin.
         plugin: PluginId,
@@ -115,7 +115,10 @@ pub enum Error {
 
     /// The plugin broke: it trapped, ran out of time, memory or fuel, or
     /// returned output that breaks the contract.
-    #[error("{plugin} failed in {phase}: {kind}: {message}{}", stderr_suffix(stderr))]
+    #[error(
+        "{plugin} failed in {phase}: {kind}: {message}{}",
+        stderr_suffix(stderr)
+    )]
     Crashed {
         /// The plugin.
         plugin: PluginId,
@@ -181,6 +184,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// `"<field>: "` unless the message already names the field.
+fn field_prefix(field: Option<&str>, message: &str) -> String {
+    match field {
+        Some(field) if !message.contains(field) => format!("{field}: "),
+        _ => String::new(),
+    }
 }
 
 fn stderr_suffix(stderr: &str) -> String {

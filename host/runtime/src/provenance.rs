@@ -176,9 +176,9 @@ impl CompositeRef {
         let required = |pointer: &str, field: &str| -> Result<String, String> {
             match composite.pointer(pointer) {
                 Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-                Some(other) if !other.is_null() => {
-                    Err(format!("the composite's {field} must be a non-empty string"))
-                }
+                Some(other) if !other.is_null() => Err(format!(
+                    "the composite's {field} must be a non-empty string"
+                )),
                 _ => Err(format!("the composite has no {field}")),
             }
         };
@@ -259,7 +259,11 @@ pub(crate) fn check_and_stamp(
     let namespace = match metadata.get("namespace") {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(ns)) => ns.clone(),
-        Some(_) => return Err(format!("child {index} ({kind} {name}): metadata.namespace must be a string")),
+        Some(_) => {
+            return Err(format!(
+                "child {index} ({kind} {name}): metadata.namespace must be a string"
+            ));
+        }
     };
     let namespace = if is_cluster_scoped(&kind) {
         if !namespace.is_empty() {
@@ -283,7 +287,12 @@ pub(crate) fn check_and_stamp(
         namespace
     };
 
-    if !seen.insert((api_version.clone(), kind.clone(), namespace.clone(), name.clone())) {
+    if !seen.insert((
+        api_version.clone(),
+        kind.clone(),
+        namespace.clone(),
+        name.clone(),
+    )) {
         return Err(format!(
             "child {index} ({api_version} {kind} {namespace}/{name}) duplicates an earlier child"
         ));
@@ -291,7 +300,10 @@ pub(crate) fn check_and_stamp(
 
     let annotations = map_field(metadata, "annotations", index)?;
     annotations.insert(COMPOSED_BY.into(), Value::String(stamp.composed_by.clone()));
-    annotations.insert(PLUGIN_DIGEST.into(), Value::String(stamp.plugin_digest.clone()));
+    annotations.insert(
+        PLUGIN_DIGEST.into(),
+        Value::String(stamp.plugin_digest.clone()),
+    );
     annotations.insert(COMPOSITE.into(), Value::String(stamp.composite.path()));
     match &stamp.composite.uid {
         Some(uid) => annotations.insert(COMPOSITE_UID.into(), Value::String(uid.clone())),
@@ -301,7 +313,10 @@ pub(crate) fn check_and_stamp(
         Some(g) => annotations.insert(COMPOSITE_GENERATION.into(), Value::String(g.to_string())),
         None => annotations.remove(COMPOSITE_GENERATION),
     };
-    annotations.insert(INPUT_DIGEST.into(), Value::String(stamp.input_digest.clone()));
+    annotations.insert(
+        INPUT_DIGEST.into(),
+        Value::String(stamp.input_digest.clone()),
+    );
 
     let labels = map_field(metadata, "labels", index)?;
     labels.insert(
@@ -347,14 +362,18 @@ mod tests {
 
     #[test]
     fn input_digest_ignores_status_and_bookkeeping() {
-        let a = json!({"apiVersion": "v1", "kind": "K", "metadata": {"name": "n"}, "spec": {"x": 1}});
+        let a =
+            json!({"apiVersion": "v1", "kind": "K", "metadata": {"name": "n"}, "spec": {"x": 1}});
         let mut b = a.clone();
         b["status"] = json!({"ready": true});
         b["metadata"]["resourceVersion"] = json!("42");
         assert_eq!(input_digest(&a, &json!({})), input_digest(&b, &json!({})));
         b["spec"]["x"] = json!(2);
         assert_ne!(input_digest(&a, &json!({})), input_digest(&b, &json!({})));
-        assert_ne!(input_digest(&a, &json!({})), input_digest(&a, &json!({"s": 1})));
+        assert_ne!(
+            input_digest(&a, &json!({})),
+            input_digest(&a, &json!({"s": 1}))
+        );
     }
 
     fn stamp(namespace: &str) -> Stamp {
@@ -391,9 +410,18 @@ mod tests {
         let s = stamp("ns");
         let cases = [
             (json!("x"), "child 2 is not a JSON object"),
-            (json!({"kind": "K", "metadata": {"name": "a"}}), "child 2 has no apiVersion"),
-            (json!({"apiVersion": "v1", "metadata": {"name": "a"}}), "child 2 (v1) has no kind"),
-            (json!({"apiVersion": "v1", "kind": "K", "metadata": {}}), "child 2 (K) has no metadata.name"),
+            (
+                json!({"kind": "K", "metadata": {"name": "a"}}),
+                "child 2 has no apiVersion",
+            ),
+            (
+                json!({"apiVersion": "v1", "metadata": {"name": "a"}}),
+                "child 2 (v1) has no kind",
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "K", "metadata": {}}),
+                "child 2 (K) has no metadata.name",
+            ),
             (
                 json!({"apiVersion": "v1", "kind": "K", "metadata": {"name": "a", "namespace": "other"}}),
                 "child 2 (K a) is in namespace \"other\", not the composite's \"ns\"",

@@ -9,8 +9,13 @@ use serde_json::Value;
 /// in a cluster.
 pub trait ResourceSource: Send + Sync {
     /// The object with this apiVersion, kind, namespace and name.
-    fn get(&self, api_version: &str, kind: &str, namespace: Option<&str>, name: &str)
-    -> Option<Value>;
+    fn get(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Value>;
 
     /// Every object of this apiVersion and kind (in `namespace` when given).
     fn list(&self, api_version: &str, kind: &str, namespace: Option<&str>) -> Vec<Value>;
@@ -58,7 +63,10 @@ impl Fixtures {
 }
 
 fn str_field<'a>(object: &'a Value, pointer: &str) -> &'a str {
-    object.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+    object
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 impl ResourceSource for Fixtures {
@@ -75,7 +83,9 @@ impl ResourceSource for Fixtures {
     }
 
     fn list(&self, api_version: &str, kind: &str, namespace: Option<&str>) -> Vec<Value> {
-        self.matching(api_version, kind, namespace).cloned().collect()
+        self.matching(api_version, kind, namespace)
+            .cloned()
+            .collect()
     }
 }
 
@@ -187,7 +197,10 @@ impl LabelSelector {
                 Term::Exists(raw.into())
             };
             let key = match &term {
-                Term::Equals(k, _) | Term::NotEquals(k, _) | Term::Exists(k) | Term::NotExists(k) => k,
+                Term::Equals(k, _)
+                | Term::NotEquals(k, _)
+                | Term::Exists(k)
+                | Term::NotExists(k) => k,
             };
             if key.is_empty() || key.contains([' ', '(', ')']) {
                 return Err(format!("invalid label selector term {raw:?}"));
@@ -229,13 +242,48 @@ mod tests {
     #[test]
     fn reads_are_limited_to_allowed_kinds() {
         let access = ReadAccess::new(fixtures(), vec![("v1".into(), "ConfigMap".into())]);
-        assert!(access.get("p", "v1", "ConfigMap", Some("x"), "a").unwrap().is_some());
-        assert!(access.get("p", "v1", "ConfigMap", Some("y"), "a").unwrap().is_none());
+        assert!(
+            access
+                .get("p", "v1", "ConfigMap", Some("x"), "a")
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            access
+                .get("p", "v1", "ConfigMap", Some("y"), "a")
+                .unwrap()
+                .is_none()
+        );
         let err = access.get("p", "v1", "Secret", Some("x"), "s").unwrap_err();
-        assert_eq!(err, "plugin p may not read v1/Secret: its binding does not allow it");
-        assert_eq!(access.list("p", "v1", "ConfigMap", None, Some("tier=db")).unwrap().len(), 1);
-        assert_eq!(access.list("p", "v1", "ConfigMap", None, Some("!tier")).unwrap().len(), 1);
-        assert_eq!(access.list("p", "v1", "ConfigMap", Some("x"), None).unwrap().len(), 2);
-        assert!(access.list("p", "v1", "ConfigMap", None, Some("a b")).is_err());
+        assert_eq!(
+            err,
+            "plugin p may not read v1/Secret: its binding does not allow it"
+        );
+        assert_eq!(
+            access
+                .list("p", "v1", "ConfigMap", None, Some("tier=db"))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            access
+                .list("p", "v1", "ConfigMap", None, Some("!tier"))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            access
+                .list("p", "v1", "ConfigMap", Some("x"), None)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(
+            access
+                .list("p", "v1", "ConfigMap", None, Some("a b"))
+                .is_err()
+        );
     }
 }

@@ -186,9 +186,14 @@ impl Runtime {
         };
         let incompatible = |message: String| Error::Incompatible {
             path: source.to_path_buf(),
-            message,
+            message: one_line(&message),
         };
 
+        if !bytes.starts_with(b"\0asm") {
+            return Err(incompatible(
+                "it is not a WebAssembly binary (no \\0asm header)".into(),
+            ));
+        }
         if wasmparser_is_core_module(bytes) {
             return Err(incompatible(
                 "it is a core WebAssembly module, not a component (build it for wasm32-wasip2)"
@@ -253,7 +258,7 @@ impl Runtime {
         }
         let component = Component::new(engine, bytes).map_err(|e| Error::Incompatible {
             path: source.to_path_buf(),
-            message: format!("{e:#}"),
+            message: one_line(&format!("{e:#}")),
         })?;
         if let Some(cache) = &self.inner.cache {
             let stored = component
@@ -261,7 +266,12 @@ impl Runtime {
                 .map_err(|e| Error::host(Some(id), Phase::Load, "cannot serialize", e))
                 .and_then(|artifact| {
                     cache.store(hex, &artifact).map_err(|e| {
-                        Error::host(Some(id), Phase::Load, format!("cannot write cache {}", cache.dir().display()), e)
+                        Error::host(
+                            Some(id),
+                            Phase::Load,
+                            format!("cannot write cache {}", cache.dir().display()),
+                            e,
+                        )
                     })
                 });
             if let Err(e) = stored {
@@ -278,14 +288,21 @@ impl Runtime {
         let exports: Vec<(String, bool)> = component
             .component_type()
             .exports(engine)
-            .map(|(name, item)| (name.to_string(), matches!(item.ty, ComponentItem::ComponentFunc(_))))
+            .map(|(name, item)| {
+                (
+                    name.to_string(),
+                    matches!(item.ty, ComponentItem::ComponentFunc(_)),
+                )
+            })
             .collect();
         let has = |name: &str| exports.iter().any(|(n, is_func)| n == name && *is_func);
         let world = match (has("expand"), has("validate")) {
             (true, false) => World::Composition,
             (false, true) => World::Policy,
             (true, true) => {
-                return Err("it exports both `expand` and `validate`; a plugin implements one world".into());
+                return Err(
+                    "it exports both `expand` and `validate`; a plugin implements one world".into(),
+                );
             }
             (false, false) => {
                 let names: Vec<&str> = exports.iter().map(|(n, _)| n.as_str()).collect();
@@ -296,7 +313,9 @@ impl Runtime {
             }
         };
         if !has("metadata") {
-            return Err(format!("it is missing the export `metadata` of the {world} world"));
+            return Err(format!(
+                "it is missing the export `metadata` of the {world} world"
+            ));
         }
         Ok(world)
     }
@@ -330,4 +349,15 @@ impl Runtime {
 /// same magic with a different version/layer field.
 fn wasmparser_is_core_module(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
+}
+
+/// wasmtime's messages can span lines (with source context); errors here are
+/// one line.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ")
 }

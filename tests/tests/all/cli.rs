@@ -1,0 +1,394 @@
+//! `tessera render` and `tessera validate`, through the CLI library (the
+//! binary's `main` only forwards to it; process-level checks live in
+//! `host/cli/tests`).
+
+use serde_json::Value;
+use tessera_tests::example;
+use tessera_tests::plugins::{DATABASE, PROVENANCE, REQUIRE_LABELS};
+
+use crate::common::cache_dir;
+
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn tessera(args: &[&str], stdin: &str) -> Output {
+    let mut argv = vec![
+        "tessera".to_string(),
+        "--cache-dir".into(),
+        cache_dir().display().to_string(),
+    ];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    let mut input = stdin.as_bytes();
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let code = tessera_cli::run(
+        argv,
+        &mut tessera_cli::Stdio {
+            stdin: &mut input,
+            stdout: &mut stdout,
+            stderr: &mut stderr,
+        },
+    );
+    Output {
+        code,
+        stdout: String::from_utf8(stdout).unwrap(),
+        stderr: String::from_utf8(stderr).unwrap(),
+    }
+}
+
+fn ex(name: &str) -> String {
+    example(name).display().to_string()
+}
+
+fn policy(wasm: &str, settings: &str) -> String {
+    format!("{wasm}={}", ex(settings))
+}
+
+fn yaml_stream(text: &str) -> Vec<Value> {
+    tessera_cli::documents::parse_stream(text)
+        .into_iter()
+        .map(|d| d.value.unwrap())
+        .collect()
+}
+
+/// The one error line of a failed run.
+fn error_line(out: &Output) -> &str {
+    assert_eq!(
+        out.code, 2,
+        "stdout: {}\nstderr: {}",
+        out.stdout, out.stderr
+    );
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {}", out.stderr);
+    assert!(lines[0].starts_with("error: "), "{}", lines[0]);
+    lines[0]
+}
+
+#[test]
+fn the_main_job_renders_the_example_through_both_policies() {
+    let out = tessera(
+        &[
+            "render",
+            &ex("database.yaml"),
+            "--plugin",
+            DATABASE,
+            "--policy",
+            &policy(REQUIRE_LABELS, "require-labels.settings.yaml"),
+            "--policy",
+            &policy(PROVENANCE, "provenance.settings.yaml"),
+        ],
+        "",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let children = yaml_stream(&out.stdout);
+    let kinds: Vec<_> = children
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "Secret",
+            "ConfigMap",
+            "Service",
+            "StatefulSet",
+            "PodDisruptionBudget"
+        ]
+    );
+    assert!(out.stderr.contains("DEVELOPMENT key"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("Database shop/orders: 5 children, ready: false"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn json_output_is_one_list_equal_to_the_yaml_stream() {
+    let args = ["render", &ex("database.yaml"), "--plugin", DATABASE];
+    let yaml = tessera(&args, "");
+    let mut json_args = args.to_vec();
+    json_args.extend(["-o", "json"]);
+    let json = tessera(&json_args, "");
+    assert_eq!(json.code, 0);
+    let list: Vec<Value> = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(list, yaml_stream(&yaml.stdout));
+}
+
+#[test]
+fn a_denied_child_exits_1_and_says_which_child_policy_and_why() {
+    let composite = std::fs::read_to_string(example("database.yaml"))
+        .unwrap()
+        .replace("    env: prod\n", "");
+    let out = tessera(
+        &[
+            "render",
+            "-",
+            "--plugin",
+            DATABASE,
+            "--policy",
+            &policy(REQUIRE_LABELS, "require-labels.settings.yaml"),
+        ],
+        &composite,
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stdout.is_empty(),
+        "nothing is printed for a denied render"
+    );
+    assert!(
+        out.stderr.contains("error: require-labels: child 0 (Secret shop/orders-credentials): missing required label \"env\" (metadata.labels.env)"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("denied: child 3 (StatefulSet shop/orders) denied by policy require-labels"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn rendering_is_byte_identical_every_time() {
+    let args = ["render", &ex("database.yaml"), "--plugin", DATABASE];
+    let first = tessera(&args, "");
+    let second = tessera(&args, "");
+    assert_eq!(first.code, 0);
+    assert_eq!(first.stdout, second.stdout);
+}
+
+#[test]
+fn a_secret_key_file_changes_derived_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    let args = ["render", &ex("database.yaml"), "--plugin", DATABASE];
+    let dev = tessera(&args, "");
+    let mut keyed_args = args.to_vec();
+    let key_arg = key.display().to_string();
+    keyed_args.extend(["--secret-key", &key_arg]);
+    let keyed = tessera(&keyed_args, "");
+    assert_eq!(keyed.code, 0, "{}", keyed.stderr);
+    assert!(!keyed.stderr.contains("DEVELOPMENT"));
+    let password = |out: &Output| yaml_stream(&out.stdout)[0]["data"]["password"].clone();
+    assert_ne!(password(&dev), password(&keyed));
+
+    std::fs::write(&key, b"short").unwrap();
+    let short = tessera(&keyed_args, "");
+    assert_eq!(
+        error_line(&short),
+        format!("error: {key_arg}: secret key is 5 bytes; at least 32 are needed")
+    );
+}
+
+#[test]
+fn render_errors_are_one_line_naming_the_file_document_field_or_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let broken = write("broken.yaml", "apiVersion: v1\nkind: [unclosed\n");
+    let two = write(
+        "two.yaml",
+        "apiVersion: v1\nkind: A\nmetadata: {name: a}\n---\napiVersion: v1\nkind: B\nmetadata: {name: b}\n",
+    );
+    let nameless = write("nameless.yaml", "apiVersion: v1\nkind: A\nmetadata: {}\n");
+    let not_wasm = write("plugin.wasm", "hello");
+    let bad_spec = write(
+        "bad.yaml",
+        "apiVersion: platform.tessera.dev/v1alpha1\nkind: Database\nmetadata: {name: x}\nspec: {engine: postgres, version: '1', replicas: three, storage: 1Gi}\n",
+    );
+    let bad_settings = write("settings.yaml", "maxReplicas: 500\n");
+    let db = ex("database.yaml");
+
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (
+            vec!["render", "/no/such.yaml", "--plugin", DATABASE],
+            "error: /no/such.yaml: no such file".into(),
+        ),
+        (
+            vec!["render", &broken, "--plugin", DATABASE],
+            format!("error: {broken}: document 0: line 3: did not find expected"),
+        ),
+        (
+            vec!["render", &two, "--plugin", DATABASE],
+            format!("error: {two}: expected one composite, found 2 documents"),
+        ),
+        (
+            vec!["render", &nameless, "--plugin", DATABASE],
+            format!("error: {nameless}: metadata.name is missing"),
+        ),
+        (
+            vec!["render", &db, "--plugin", "/no/plugin.wasm"],
+            "error: /no/plugin.wasm: cannot read plugin: no such file".into(),
+        ),
+        (
+            vec!["render", &db, "--plugin", &not_wasm],
+            format!("error: {not_wasm}: not a Tessera plugin:"),
+        ),
+        (
+            vec![
+                "render",
+                &db,
+                "--plugin",
+                DATABASE,
+                "--settings",
+                &bad_settings,
+            ],
+            "error: plugin database (sha256:".into(),
+        ),
+        (
+            vec!["render", &bad_spec, "--plugin", DATABASE],
+            format!("error: {bad_spec}: plugin database (sha256:"),
+        ),
+        (
+            vec!["render", &db, "--plugin", DATABASE, "--observed", &broken],
+            format!("error: {broken}: document 0: line 3: did not find expected"),
+        ),
+        (
+            vec!["render", "-", "--plugin", DATABASE, "--settings", "-"],
+            "error: only one input can be read from stdin (-)".into(),
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = tessera(&args, "");
+        let line = error_line(&out);
+        assert!(
+            line.starts_with(&expected),
+            "{args:?}\n  got: {line}\n want: {expected}"
+        );
+    }
+    let out = tessera(&["render", &bad_spec, "--plugin", DATABASE], "");
+    assert!(
+        error_line(&out).ends_with(
+            r#"refused the input in expand: spec.replicas must be an integer, got "three""#
+        ),
+        "{}",
+        out.stderr
+    );
+    let out = tessera(
+        &[
+            "render",
+            &db,
+            "--plugin",
+            DATABASE,
+            "--settings",
+            &bad_settings,
+        ],
+        "",
+    );
+    assert!(
+        error_line(&out).contains("invalid settings: /maxReplicas"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn validate_judges_each_document() {
+    let out = tessera(
+        &[
+            "validate",
+            &ex("user-resources.yaml"),
+            "--policy",
+            REQUIRE_LABELS,
+            "--settings",
+            &ex("require-labels.settings.yaml"),
+        ],
+        "",
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let verdicts = yaml_stream(&out.stdout);
+    assert_eq!(verdicts.len(), 2);
+    assert_eq!(verdicts[0]["allowed"], true);
+    assert_eq!(verdicts[0]["name"], "storefront-flags");
+    assert_eq!(verdicts[1]["allowed"], false);
+    let messages: Vec<_> = verdicts[1]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            r#"missing required label "team""#,
+            r#"label "env" has value "qa"; allowed: dev, staging, prod"#
+        ]
+    );
+    assert!(
+        out.stderr.contains("document 1 (ConfigMap shop/scratch)"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn validate_keeps_answering_after_a_bad_document() {
+    let stream = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, labels: {team: x, env: dev}}\n---\nkind: [broken\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n";
+    let out = tessera(
+        &[
+            "validate",
+            "-",
+            "--policy",
+            REQUIRE_LABELS,
+            "--settings",
+            &ex("require-labels.settings.yaml"),
+            "-o",
+            "json",
+        ],
+        stream,
+    );
+    assert_eq!(out.code, 2, "an unreadable document makes the run an error");
+    let verdicts: Vec<Value> = serde_json::from_str(&out.stdout).unwrap();
+    let documents: Vec<_> = verdicts
+        .iter()
+        .map(|v| {
+            (
+                v["document"].as_u64().unwrap(),
+                v["allowed"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(documents, [(0, true), (2, false)]);
+    assert!(
+        out.stderr.contains(
+            "error: <stdin>: document 1 (line 4): line 6: did not find expected ',' or ']'"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn validate_operations() {
+    let resources = ex("user-resources.yaml");
+    let base = [
+        "validate",
+        resources.as_str(),
+        "--policy",
+        REQUIRE_LABELS,
+        "--settings",
+    ];
+    let settings = ex("require-labels.settings.yaml");
+    let with = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.push(&settings);
+        args.extend_from_slice(extra);
+        tessera(&args, "")
+    };
+    assert_eq!(
+        error_line(&with(&["--operation", "update"])),
+        "error: --operation update needs --old FILE"
+    );
+    let delete = with(&["--operation", "delete"]);
+    assert_eq!(delete.code, 0, "deletes are allowed: {}", delete.stderr);
+    let update = with(&["--operation", "update", "--old", &resources]);
+    assert_eq!(update.code, 1);
+}

@@ -1,0 +1,124 @@
+//! Helpers shared by the test modules.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+use tessera_runtime::{Binding, Context, Plugin, Runtime};
+
+/// A cache directory shared by the tests of this process, so most loads hit
+/// the cache after the first.
+pub fn cache_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("temp dir"))
+        .path()
+}
+
+/// A runtime with the shared test cache.
+pub fn runtime() -> Runtime {
+    Runtime::builder()
+        .cache_dir(cache_dir())
+        .build()
+        .expect("runtime")
+}
+
+/// Loads a plugin, panicking with the error on failure.
+pub async fn load(path: &str) -> Plugin {
+    runtime()
+        .load_file(path)
+        .await
+        .unwrap_or_else(|e| panic!("loading {path}: {e}"))
+}
+
+/// Binds a plugin with settings.
+pub async fn bind(path: &str, settings: Value) -> Binding {
+    Binding::new(load(path).await, settings).expect("settings")
+}
+
+/// Reads a one-document YAML file as JSON.
+pub fn yaml_file(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The default context.
+pub fn ctx() -> Context {
+    Context::default()
+}
+
+/// `kind/name` of each child, for compact assertions.
+pub fn kinds_and_names(children: &[Value]) -> Vec<String> {
+    children
+        .iter()
+        .map(|c| {
+            format!(
+                "{}/{}",
+                c["kind"].as_str().unwrap_or("?"),
+                c["metadata"]["name"].as_str().unwrap_or("?")
+            )
+        })
+        .collect()
+}
+
+/// Finds a child by kind.
+pub fn child<'a>(children: &'a [Value], kind: &str) -> &'a Value {
+    children
+        .iter()
+        .find(|c| c["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} among {:?}", kinds_and_names(children)))
+}
+
+/// Decodes standard base64 (for Secret data), independently of the SDK.
+pub fn base64_decode(text: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in text.trim_end_matches('=').bytes() {
+        let v = ALPHABET.iter().position(|&a| a == c).expect("base64") as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    String::from_utf8(out).expect("utf-8")
+}
+
+/// Runs `kubernetes-validate --strict` (an independent implementation of the
+/// Kubernetes OpenAPI schemas, from PyPI) over objects. `scripts/test`
+/// installs it and sets `TESSERA_KUBERNETES_VALIDATE`; without it the check
+/// fails with instructions instead of passing silently.
+pub fn assert_valid_kubernetes(objects: &[Value]) {
+    let tool = std::env::var("TESSERA_KUBERNETES_VALIDATE").unwrap_or_else(|_| {
+        panic!(
+            "TESSERA_KUBERNETES_VALIDATE is not set: run the suite with scripts/test, \
+             which installs kubernetes-validate, or point the variable at its binary"
+        )
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("objects.yaml");
+    let text = objects
+        .iter()
+        .map(|o| serde_yaml_ng::to_string(o).unwrap())
+        .collect::<Vec<_>>()
+        .join("---\n");
+    std::fs::write(&file, text).unwrap();
+    let output = std::process::Command::new(&tool)
+        .args(["--strict", "--no-warn"])
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| panic!("running {tool}: {e}"));
+    let report = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "Kubernetes schema validation failed:\n{report}"
+    );
+    assert_eq!(
+        report.matches("passed").count(),
+        objects.len(),
+        "expected one pass per object:\n{report}"
+    );
+}

@@ -1,0 +1,24 @@
+//! One integration-test binary with a module per area. Every plugin under
+//! `plugins/` and `tests/plugins/` is built from source for wasm32-wasip2 by
+//! `tests/build.rs`; `foreach_plugin!` below makes a plugin without a test
+//! module here fail to compile.
+
+mod cli;
+mod common;
+mod runtime;
+mod stamping;
+
+mod database;
+mod faulty;
+mod provenance;
+mod require_labels;
+mod service_binding;
+mod web_app;
+
+macro_rules! plugin_has_tests {
+    ($name:ident) => {
+        #[allow(unused_imports)]
+        use crate::$name as _;
+    };
+}
+tessera_tests::foreach_plugin!(plugin_has_tests);

@@ -1,0 +1,219 @@
+//! Loading plugins: world checks, clear load errors, the artifact cache.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+use tessera_runtime::{ArtifactSource, Binding, Error, Runtime, World};
+use tessera_tests::plugins::{DATABASE, REQUIRE_LABELS};
+
+use crate::common::{ctx, load};
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+async fn load_wat_error(text: &str) -> String {
+    load_error(&wat::parse_str(text).expect("valid WAT")).await
+}
+
+async fn load_error(bytes: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "broken.wasm", bytes);
+    let runtime = Runtime::builder().no_cache().build().unwrap();
+    let err = runtime.load_file(&path).await.unwrap_err();
+    assert!(matches!(err, Error::Incompatible { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&path.display().to_string()),
+        "names the file: {text}"
+    );
+    assert!(!text.contains('\n'), "one line: {text}");
+    text
+}
+
+#[tokio::test]
+async fn plugins_report_their_world_and_metadata() {
+    let database = load(DATABASE).await;
+    assert_eq!(database.world(), World::Composition);
+    let meta = database.metadata();
+    assert_eq!(
+        (meta.name.as_str(), meta.version.as_str()),
+        ("database", "0.1.0")
+    );
+    assert_eq!(meta.kinds[0].kind, "Database");
+    assert!(meta.settings_schema.is_some());
+    let labels = load(REQUIRE_LABELS).await;
+    assert_eq!(labels.world(), World::Policy);
+}
+
+#[tokio::test]
+async fn bytes_that_are_not_a_component_are_refused_clearly() {
+    let text = load_error(b"definitely not wasm").await;
+    assert!(
+        text.contains("not a Tessera plugin: it is not a WebAssembly binary"),
+        "{text}"
+    );
+    let text = load_error(b"\0asm\x01\0\0\0").await;
+    assert!(
+        text.contains("core WebAssembly module, not a component"),
+        "{text}"
+    );
+    let whole = std::fs::read(DATABASE).unwrap();
+    let text = load_error(&whole[..whole.len() / 2]).await;
+    assert!(text.contains("not a Tessera plugin"), "{text}");
+}
+
+#[tokio::test]
+async fn components_for_no_world_or_missing_imports_name_what_is_wrong() {
+    let text = load_wat_error("(component)").await;
+    assert!(
+        text.contains("exports neither `expand` (composition world) nor `validate` (policy world)"),
+        "{text}"
+    );
+
+    let text = load_wat_error(
+        r#"(component
+              (core module $m (func (export "f")))
+              (core instance $i (instantiate $m))
+              (func (export "expand") (canon lift (core func $i "f"))))"#,
+    )
+    .await;
+    assert!(
+        text.contains("missing the export `metadata` of the composition world"),
+        "{text}"
+    );
+
+    let text = load_wat_error(
+        r#"(component
+              (core module $m (func (export "f")))
+              (core instance $i (instantiate $m))
+              (func (export "metadata") (canon lift (core func $i "f")))
+              (func (export "expand") (canon lift (core func $i "f"))))"#,
+    )
+    .await;
+    assert!(
+        text.contains("its exports do not match the composition world"),
+        "{text}"
+    );
+
+    let text = load_wat_error(
+        r#"(component
+              (import "tessera:plugin/unknown@0.1.0" (instance (export "f" (func))))
+              (core module $m (func (export "f")))
+              (core instance $i (instantiate $m))
+              (func (export "metadata") (canon lift (core func $i "f")))
+              (func (export "validate") (canon lift (core func $i "f"))))"#,
+    )
+    .await;
+    assert!(text.contains("tessera:plugin/unknown@0.1.0"), "{text}");
+}
+
+#[tokio::test]
+async fn a_missing_file_is_an_io_error_naming_it() {
+    let err = Runtime::builder()
+        .no_cache()
+        .build()
+        .unwrap()
+        .load_file("/nonexistent/p.wasm")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    assert!(err.to_string().starts_with("/nonexistent/p.wasm"), "{err}");
+}
+
+#[tokio::test]
+async fn a_plugin_is_used_only_for_its_world() {
+    let policy = Binding::new(load(REQUIRE_LABELS).await, json!({})).unwrap();
+    let composite = json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "x"}});
+    let err = policy.expand(&composite, &[], &ctx()).await.unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "require-labels is a policy plugin; it cannot be used as a composition plugin"
+        ),
+        "{err}"
+    );
+}
+
+async fn expand(plugin: tessera_runtime::Plugin, composite: &serde_json::Value) -> String {
+    let binding = Binding::new(plugin, json!({})).unwrap();
+    serde_json::to_string(
+        &binding
+            .expand(composite, &[], &ctx())
+            .await
+            .unwrap()
+            .children,
+    )
+    .unwrap()
+}
+
+fn cache_entry(dir: &Path) -> PathBuf {
+    let entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    entries[0].clone()
+}
+
+#[tokio::test]
+async fn the_cache_is_used_and_bad_entries_are_recompiled() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = || Runtime::builder().cache_dir(dir.path()).build().unwrap();
+    let composite = crate::common::yaml_file(&tessera_tests::example("database.yaml"));
+
+    let first = runtime().load_file(DATABASE).await.unwrap();
+    assert_eq!(first.artifact_source(), ArtifactSource::Compiled);
+    let expected = expand(first, &composite).await;
+    let entry = cache_entry(dir.path());
+    let name = entry.file_name().unwrap().to_str().unwrap().to_string();
+    let hex = tessera_runtime::provenance::sha256_digest(&std::fs::read(DATABASE).unwrap());
+    assert!(
+        name.starts_with(hex.trim_start_matches("sha256:")),
+        "keyed by the wasm digest: {name}"
+    );
+
+    let second = runtime().load_file(DATABASE).await.unwrap();
+    assert_eq!(second.artifact_source(), ArtifactSource::Cache);
+    assert_eq!(expand(second, &composite).await, expected);
+
+    // Corrupt one byte in the middle: the checksum catches it.
+    let mut bytes = std::fs::read(&entry).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&entry, &bytes).unwrap();
+    let third = runtime().load_file(DATABASE).await.unwrap();
+    assert_eq!(third.artifact_source(), ArtifactSource::Compiled);
+    assert_eq!(expand(third, &composite).await, expected);
+    assert_eq!(
+        runtime()
+            .load_file(DATABASE)
+            .await
+            .unwrap()
+            .artifact_source(),
+        ArtifactSource::Cache
+    );
+
+    // A truncated entry, and a foreign file under the entry's name.
+    for bad in [bytes[..100].to_vec(), b"some other program's file".to_vec()] {
+        std::fs::write(&entry, bad).unwrap();
+        let again = runtime().load_file(DATABASE).await.unwrap();
+        assert_eq!(again.artifact_source(), ArtifactSource::Compiled);
+        assert_eq!(expand(again, &composite).await, expected);
+    }
+
+    // An engine with another configuration (fuel on) never reads this
+    // engine's artifact: its key differs.
+    let fuel = Runtime::builder()
+        .cache_dir(dir.path())
+        .fuel(true)
+        .build()
+        .unwrap();
+    assert_eq!(
+        fuel.load_file(DATABASE).await.unwrap().artifact_source(),
+        ArtifactSource::Compiled
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+}
