@@ -19,7 +19,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
 use tessera_runtime::{
     Binding, Composed, Context, Finding, Fixtures, LogLevel, Operation, Plugin, ReadAccess, Report,
-    Review, Runtime, SecretKey, UserInfo, Verdict,
+    Review, Runtime, SecretKey, UserInfo, Verdict, World,
 };
 
 use crate::documents::{Document, display_name, parse_stream, read_text};
@@ -171,8 +171,16 @@ where
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
-            let _ = write!(io.stderr, "{}", e.render().ansi());
-            return if e.use_stderr() { EXIT_ERROR } else { EXIT_OK };
+            // Help and version go to stdout and succeed; usage errors go to
+            // stderr with exit code 2.
+            let text = e.render().to_string();
+            return if e.use_stderr() {
+                let _ = write!(io.stderr, "{text}");
+                EXIT_ERROR
+            } else {
+                let _ = write!(io.stdout, "{text}");
+                EXIT_OK
+            };
         }
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -324,8 +332,9 @@ fn load_secret_key(path: Option<&Path>) -> Result<Arc<SecretKey>, Failure> {
         .map_err(|e| Failure(format!("{}: {e}", path.display())))
 }
 
-async fn load_plugin(runtime: &Runtime, path: &Path) -> Result<Plugin, Failure> {
-    runtime.load_file(path).await.map_err(|e| match e {
+/// Loads a plugin and checks it implements the world the command needs.
+async fn load_plugin(runtime: &Runtime, path: &Path, world: World) -> Result<Plugin, Failure> {
+    let plugin = runtime.load_file(path).await.map_err(|e| match e {
         tessera_runtime::Error::Io { path, source } => Failure(format!(
             "{}: cannot read plugin: {}",
             path.display(),
@@ -336,7 +345,16 @@ async fn load_plugin(runtime: &Runtime, path: &Path) -> Result<Plugin, Failure> 
             }
         )),
         other => Failure(other.to_string()),
-    })
+    })?;
+    if plugin.world() != world {
+        return Err(Failure(format!(
+            "{}: plugin {} is a {} plugin; a {world} plugin is needed here",
+            path.display(),
+            plugin.metadata().name,
+            plugin.world()
+        )));
+    }
+    Ok(plugin)
 }
 
 /// `WASM[=SETTINGS_FILE]`.
@@ -444,7 +462,7 @@ async fn render(global: &GlobalArgs, args: RenderArgs, io: &mut Stdio<'_>) -> Ou
     let secret_key = load_secret_key(args.secret_key.as_deref())?;
 
     let runtime = build_runtime(global)?;
-    let plugin = load_plugin(&runtime, &args.plugin).await?;
+    let plugin = load_plugin(&runtime, &args.plugin, World::Composition).await?;
     let fixtures = Fixtures::new(resources);
     let allowed = fixtures.kinds();
     let binding = Binding::new(plugin, settings)?
@@ -452,7 +470,7 @@ async fn render(global: &GlobalArgs, args: RenderArgs, io: &mut Stdio<'_>) -> Ou
         .with_secret_key(secret_key.clone());
     let mut policies = Vec::new();
     for ((wasm, _), settings) in policy_args.iter().zip(policy_settings) {
-        let plugin = load_plugin(&runtime, wasm).await?;
+        let plugin = load_plugin(&runtime, wasm, World::Policy).await?;
         let name = plugin.metadata().name.clone();
         policies.push(PolicyBinding {
             binding: Binding::new(plugin, settings)?,
@@ -587,7 +605,7 @@ async fn validate(global: &GlobalArgs, args: ValidateArgs, io: &mut Stdio<'_>) -
     };
 
     let runtime = build_runtime(global)?;
-    let plugin = load_plugin(&runtime, &args.policy).await?;
+    let plugin = load_plugin(&runtime, &args.policy, World::Policy).await?;
     let name = plugin.metadata().name.clone();
     let binding = Binding::new(plugin, settings)?;
     let source = display_name(&args.resource);

@@ -238,13 +238,10 @@ impl Binding {
     }
 
     fn wrong_world(&self, wanted: World) -> Error {
-        Error::Incompatible {
-            path: self.plugin.path().to_path_buf(),
-            message: format!(
-                "{} is a {} plugin; it cannot be used as a {wanted} plugin",
-                self.plugin.id().name,
-                self.plugin.world()
-            ),
+        Error::WrongWorld {
+            plugin: self.plugin.id().clone(),
+            world: self.plugin.world(),
+            wanted,
         }
     }
 

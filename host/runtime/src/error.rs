@@ -143,6 +143,18 @@ pub enum Error {
         message: String,
     },
 
+    /// The plugin implements the other world: a policy plugin asked to
+    /// expand, or a composition plugin asked to validate.
+    #[error("{plugin} is a {world} plugin; it cannot be used as a {wanted} plugin")]
+    WrongWorld {
+        /// The plugin.
+        plugin: PluginId,
+        /// The world it implements.
+        world: crate::plugin::World,
+        /// The world the caller needed.
+        wanted: crate::plugin::World,
+    },
+
     /// The settings do not match the plugin's settings schema.
     #[error("{plugin}: invalid settings: {message}")]
     Settings {
@@ -210,7 +222,8 @@ impl Error {
         match self {
             Error::Refused { plugin, .. }
             | Error::Crashed { plugin, .. }
-            | Error::Settings { plugin, .. } => Some(plugin),
+            | Error::Settings { plugin, .. }
+            | Error::WrongWorld { plugin, .. } => Some(plugin),
             Error::Host { plugin, .. } => plugin.as_ref(),
             Error::Incompatible { .. } | Error::Input { .. } | Error::Io { .. } => None,
         }

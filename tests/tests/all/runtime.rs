@@ -129,9 +129,8 @@ async fn a_plugin_is_used_only_for_its_world() {
     let composite = json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "x"}});
     let err = policy.expand(&composite, &[], &ctx()).await.unwrap_err();
     assert!(
-        err.to_string().contains(
-            "require-labels is a policy plugin; it cannot be used as a composition plugin"
-        ),
+        err.to_string()
+            .contains(") is a policy plugin; it cannot be used as a composition plugin"),
         "{err}"
     );
 }
