@@ -207,6 +207,21 @@ fn show(value: &Value) -> String {
     }
 }
 
+/// Whether `text` is a DNS-1035 label of at most `max_len` characters:
+/// lowercase letters, digits and `-`, starting with a letter and ending with
+/// a letter or digit. Kubernetes requires it of Service names (`max_len` 63);
+/// plugins that name children after the composite check the name with it.
+pub fn is_dns1035_label(text: &str, max_len: usize) -> bool {
+    let bytes = text.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= max_len
+        && bytes[0].is_ascii_lowercase()
+        && bytes[bytes.len() - 1] != b'-'
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+}
+
 /// Whether `text` is a Kubernetes resource quantity (`20Gi`, `1.5`, `500m`,
 /// `1e3`): a signed decimal number followed by an optional binary suffix
 /// (`Ki`..`Ei`), decimal suffix (`n u m k M G T P E`) or exponent.
@@ -290,6 +305,15 @@ mod tests {
             e.message(),
             r#"spec.autoscaling.minReplicas must be an integer, got "x""#
         );
+    }
+
+    #[test]
+    fn dns_labels() {
+        assert!(is_dns1035_label("orders-2", 63));
+        for bad in ["", "2x", "Orders", "a-", "a_b", &"a".repeat(64)] {
+            assert!(!is_dns1035_label(bad, 63), "{bad}");
+        }
+        assert!(!is_dns1035_label("abcdef", 5));
     }
 
     #[test]

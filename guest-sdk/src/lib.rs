@@ -49,6 +49,8 @@
 //! field readers ([`Fields`]) produce them with messages such as
 //! `spec.replicas must be an integer, got "three"`.
 
+#![deny(missing_docs)]
+
 extern crate self as tessera_sdk;
 
 mod fields;
@@ -57,7 +59,7 @@ mod types;
 
 pub mod host;
 
-pub use fields::{Fields, is_quantity};
+pub use fields::{Fields, is_dns1035_label, is_quantity};
 pub use object::Object;
 pub use serde_json::{Map, Value, json};
 pub use types::{

@@ -10,7 +10,7 @@
 //! The status patch carries the endpoint. A bad spec is refused with an error
 //! that names the field.
 
-use tessera_sdk::{CompositionRequest, Expansion, Metadata, Object, Result, json};
+use tessera_sdk::{CompositionRequest, Error, Expansion, Metadata, Object, Result, json};
 
 /// The apiVersion of the composite this plugin expands.
 pub const API_VERSION: &str = "platform.tessera.dev/v1alpha1";
@@ -72,6 +72,18 @@ pub fn expand(request: CompositionRequest) -> Result<Expansion> {
     let storage_class = settings.opt_str("storageClassName")?;
 
     let name = request.composite.name().to_string();
+    // The name becomes the Service's (a DNS-1035 label) and the StatefulSet's,
+    // whose pods carry `controller-revision-hash: <name>-<10 chars>` (at most
+    // 63 characters).
+    if !tessera_sdk::is_dns1035_label(&name, 52) {
+        return Err(Error::at(
+            "metadata.name",
+            format!(
+                "metadata.name must be lowercase letters, digits and '-', starting with a letter, \
+                 at most 52 characters (it names the Service and the StatefulSet), got {name:?}"
+            ),
+        ));
+    }
     let secret_name = format!("{name}-credentials");
     let config_name = format!("{name}-config");
     let selector = json!({

@@ -416,15 +416,7 @@ fn read_parameters(request: &CompositionRequest, class: Class) -> Result<Paramet
 /// label, and a StatefulSet's pods carry a `controller-revision-hash` label
 /// of `<name>-<10 characters>`, which must fit in 63 characters.
 fn check_name(name: &str) -> Result<()> {
-    let bytes = name.as_bytes();
-    let valid = !bytes.is_empty()
-        && bytes.len() <= 52
-        && bytes[0].is_ascii_lowercase()
-        && bytes[bytes.len() - 1] != b'-'
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
-    if valid {
+    if tessera_sdk::is_dns1035_label(name, 52) {
         Ok(())
     } else {
         Err(Error::at(

@@ -217,15 +217,7 @@ pub fn expand(request: CompositionRequest) -> Result<Expansion> {
 /// DNS-1035 label: lowercase letters, digits and `-`, starting with a letter,
 /// ending with a letter or digit, at most 63 characters.
 fn check_service_name(name: &str) -> Result<()> {
-    let bytes = name.as_bytes();
-    let valid = !bytes.is_empty()
-        && bytes.len() <= 63
-        && bytes[0].is_ascii_lowercase()
-        && bytes[bytes.len() - 1] != b'-'
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
-    if valid {
+    if tessera_sdk::is_dns1035_label(name, 63) {
         Ok(())
     } else {
         Err(Error::at(
