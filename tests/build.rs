@@ -53,12 +53,14 @@ fn main() {
     let mut generated = String::new();
     let mut idents = Vec::new();
     for plugin in &plugins {
+        // A library's file name has `_` for `-`; a binary's keeps the name.
         let file = plugin.replace('-', "_");
-        let path = target_dir
-            .join("wasm32-wasip2")
-            .join("plugin")
-            .join(format!("{file}.wasm"));
-        assert!(path.exists(), "{} was not built", path.display());
+        let out = target_dir.join("wasm32-wasip2").join("plugin");
+        let path = [format!("{file}.wasm"), format!("{plugin}.wasm")]
+            .into_iter()
+            .map(|name| out.join(name))
+            .find(|path| path.exists())
+            .unwrap_or_else(|| panic!("{plugin} was not built into {}", out.display()));
         let ident = file.to_uppercase();
         generated.push_str(&format!(
             "/// `{plugin}`, built from `plugins/{plugin}` for wasm32-wasip2.\npub const {ident}: &str = {:?};\n",

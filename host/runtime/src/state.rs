@@ -359,10 +359,53 @@ impl IsTerminal for CapturedOutput {
     }
 }
 
+impl CapturedOutput {
+    fn append(&self, buf: &[u8]) {
+        let mut captured = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let room = captured.capacity.saturating_sub(captured.bytes.len());
+        if buf.len() > room {
+            captured.truncated = true;
+        }
+        let keep = buf.len().min(room);
+        captured.bytes.extend_from_slice(&buf[..keep]);
+    }
+}
+
 impl StdoutStream for CapturedOutput {
+    /// The WASI 0.2 stream the guest writes to: synchronous, so a write never
+    /// parks the evaluation on the executor (where other tasks would eat
+    /// into its deadline).
+    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::OutputStream> {
+        Box::new(self.clone())
+    }
+
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
         Box::new(self.clone())
     }
+}
+
+/// How much a guest may write in one `write` call; the guest splits larger
+/// writes. The bound on what is kept is the capture capacity.
+const WRITE_PERMIT: usize = 64 << 10;
+
+impl wasmtime_wasi::p2::OutputStream for CapturedOutput {
+    fn write(&mut self, bytes: bytes::Bytes) -> wasmtime_wasi::p2::StreamResult<()> {
+        self.append(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> wasmtime_wasi::p2::StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> wasmtime_wasi::p2::StreamResult<usize> {
+        Ok(WRITE_PERMIT)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl wasmtime_wasi::p2::Pollable for CapturedOutput {
+    async fn ready(&mut self) {}
 }
 
 impl tokio::io::AsyncWrite for CapturedOutput {
@@ -371,13 +414,7 @@ impl tokio::io::AsyncWrite for CapturedOutput {
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        let mut captured = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let room = captured.capacity.saturating_sub(captured.bytes.len());
-        if buf.len() > room {
-            captured.truncated = true;
-        }
-        let keep = buf.len().min(room);
-        captured.bytes.extend_from_slice(&buf[..keep]);
+        self.append(buf);
         Poll::Ready(Ok(buf.len()))
     }
 

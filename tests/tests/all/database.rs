@@ -247,3 +247,17 @@ async fn ready_follows_the_observed_statefulset() {
         .unwrap();
     assert!(all.ready);
 }
+
+#[tokio::test]
+async fn names_that_cannot_name_a_service_are_refused() {
+    let binding = bind(DATABASE, json!({})).await;
+    let mut bad = composite(json!({"engine": "postgres", "version": "16", "storage": "1Gi"}));
+    bad["metadata"]["name"] = json!("Orders_DB");
+    match binding.expand(&bad, &[], &ctx()).await.unwrap_err() {
+        Error::Refused { field, message, .. } => {
+            assert_eq!(field.as_deref(), Some("metadata.name"));
+            assert!(message.ends_with(r#"got "Orders_DB""#), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

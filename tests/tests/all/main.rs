@@ -10,9 +10,12 @@ mod stamping;
 
 mod database;
 mod faulty;
+mod faulty_policy;
+mod hostile;
 mod provenance;
 mod require_labels;
 mod service_binding;
+mod wasi_command;
 mod web_app;
 
 macro_rules! plugin_has_tests {

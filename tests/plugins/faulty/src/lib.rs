@@ -1,5 +1,6 @@
 //! A composition plugin that misbehaves on request, for the runtime's error
-//! paths. `settings.mode` picks the behaviour; see [`expand`].
+//! paths and the sandbox's guarantees. `settings.mode` picks the behaviour;
+//! see [`expand`] and the hostile-case table in `SECURITY.md`.
 
 use std::hash::{BuildHasher, Hasher};
 
@@ -50,6 +51,32 @@ pub fn expand(request: CompositionRequest) -> Result<Expansion> {
             }
         }
         "exit" => std::process::exit(3),
+        "abort" => std::process::abort(),
+        "unreachable" => unreachable_instruction(),
+        "recurse" => Ok(ok.finding(Finding::info(format!("depth {}", recurse(0))))),
+        "allocate" => {
+            // Allocates and touches `settings.bytes` bytes, then succeeds.
+            let bytes = request.settings().int("bytes")? as usize;
+            let block = vec![7u8; bytes];
+            let sum: u64 = block.iter().step_by(4096).map(|b| u64::from(*b)).sum();
+            Ok(ok.finding(Finding::info(format!("touched {} pages", sum / 7))))
+        }
+        "loop-in-host-call" => {
+            // Spins between host calls: the deadline must still hold while
+            // most of the time is spent preparing and making host calls.
+            let mut i = 0u64;
+            loop {
+                i = i.wrapping_add(1);
+                let message = format!("iteration {i}");
+                host::debug(&message);
+                let _ = host::list_resources("v1", "Secret", None, None);
+            }
+        }
+        "wasi-escape" => Ok(Expansion::new().child(
+            request
+                .child("v1", "ConfigMap", "escape-attempts")
+                .with("data", escape_attempts()),
+        )),
         "no-name" => Ok(ok.child(Object::from_value(
             "c",
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}),
@@ -127,6 +154,116 @@ pub fn expand(request: CompositionRequest) -> Result<Expansion> {
             format!("unknown mode {other:?}"),
         )),
     }
+}
+
+#[cfg(target_arch = "wasm32")]
+fn unreachable_instruction() -> ! {
+    core::arch::wasm32::unreachable()
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn unreachable_instruction() -> ! {
+    unreachable!("only meaningful on wasm32")
+}
+
+/// Recurses until the stack runs out. The call goes through a function
+/// pointer hidden from the optimiser, so it can be neither inlined nor turned
+/// into a loop, and each frame keeps its state in wasm locals (on the
+/// engine's stack, which has a guard) rather than in linear memory.
+fn recurse(depth: u64) -> u64 {
+    let next: fn(u64) -> u64 = std::hint::black_box(recurse);
+    1 + next(depth + 1)
+}
+
+/// Tries every way out of the sandbox a WASI program has and records what
+/// happened. Every entry must be a denial.
+fn escape_attempts() -> tessera_sdk::Value {
+    use std::io::Read;
+    fn outcome<T>(result: std::io::Result<T>, what: impl FnOnce(T) -> String) -> String {
+        match result {
+            Ok(value) => format!("ALLOWED: {}", what(value)),
+            Err(e) => format!("denied: {:?}", e.kind()),
+        }
+    }
+    let mut attempts = tessera_sdk::Map::new();
+    let mut record = |name: &str, result: String| {
+        attempts.insert(name.into(), tessera_sdk::Value::String(result));
+    };
+    record(
+        "read /etc/passwd",
+        outcome(std::fs::read("/etc/passwd"), |b| {
+            format!("{} bytes", b.len())
+        }),
+    );
+    record(
+        "read relative file",
+        outcome(std::fs::read("Cargo.toml"), |b| {
+            format!("{} bytes", b.len())
+        }),
+    );
+    record(
+        "list /",
+        outcome(std::fs::read_dir("/"), |d| format!("{} entries", d.count())),
+    );
+    record(
+        "create file",
+        outcome(std::fs::write("/tmp/tessera-escape", b"x"), |()| {
+            "written".into()
+        }),
+    );
+    let vars: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
+    record(
+        "environment",
+        if vars.is_empty() {
+            "denied: empty".into()
+        } else {
+            format!("ALLOWED: {}", vars.join(","))
+        },
+    );
+    let args: Vec<String> = std::env::args().collect();
+    record(
+        "arguments",
+        if args.is_empty() {
+            "denied: empty".into()
+        } else {
+            format!("ALLOWED: {}", args.join(" "))
+        },
+    );
+    record(
+        "stdin",
+        outcome(std::io::stdin().read(&mut [0u8; 16]), |n| {
+            if n == 0 {
+                "end of input".into()
+            } else {
+                format!("{n} bytes")
+            }
+        })
+        .replace("ALLOWED: end of input", "denied: empty"),
+    );
+    record(
+        "tcp connect 127.0.0.1:80",
+        outcome(std::net::TcpStream::connect("127.0.0.1:80"), |_| {
+            "connected".into()
+        }),
+    );
+    record(
+        "tcp listen 0.0.0.0:0",
+        outcome(std::net::TcpListener::bind("0.0.0.0:0"), |_| {
+            "listening".into()
+        }),
+    );
+    record(
+        "udp bind 0.0.0.0:0",
+        outcome(std::net::UdpSocket::bind("0.0.0.0:0"), |_| "bound".into()),
+    );
+    record(
+        "resolve example.com",
+        outcome(
+            std::net::ToSocketAddrs::to_socket_addrs("example.com:80"),
+            |a| format!("{} addresses", a.count()),
+        ),
+    );
+    tessera_sdk::Value::Object(attempts)
 }
 
 tessera_sdk::export_composition!(metadata = metadata, expand = expand);
