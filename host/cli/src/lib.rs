@@ -9,7 +9,7 @@
 
 #![deny(missing_docs)]
 
-pub mod documents;
+pub use tessera_documents as documents;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

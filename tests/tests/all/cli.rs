@@ -392,3 +392,77 @@ fn validate_operations() {
     let update = with(&["--operation", "update", "--old", &resources]);
     assert_eq!(update.code, 1);
 }
+
+#[test]
+fn hostile_input_gets_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.display().to_string()
+    };
+    let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x]\n");
+    for (name, prev) in ["b", "c", "d", "e", "f", "g", "h", "i"]
+        .iter()
+        .zip(["a", "b", "c", "d", "e", "f", "g", "h"])
+    {
+        bomb.push_str(&format!("{name}: &{name} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+    }
+    let huge = dir.path().join("huge.yaml");
+    {
+        // 100 MB of comments: refused by size before parsing.
+        let file = std::fs::File::create(&huge).unwrap();
+        file.set_len(100 << 20).unwrap();
+    }
+    let huge = huge.display().to_string();
+    let cases = [
+        (
+            write("binary.yaml", &[0xff, 0xfe, 0x00, 0x01]),
+            "not UTF-8 text (invalid byte at offset 0)".to_string(),
+        ),
+        (
+            write("prose.yaml", b"just some words"),
+            "not a Kubernetes object (expected a mapping)".into(),
+        ),
+        (
+            write("bomb.yaml", bomb.as_bytes()),
+            "document 0: repetition limit exceeded".into(),
+        ),
+        (
+            write("deep.json", "[".repeat(100_000).as_bytes()),
+            "recursion limit exceeded".into(),
+        ),
+        (
+            write("deep.yaml", format!("x: {}", "[".repeat(10_000)).as_bytes()),
+            "document 0: line 1: recursion limit exceeded".into(),
+        ),
+        (
+            write(
+                "name.yaml",
+                b"apiVersion: v1\nkind: X\nmetadata: {name: 5}\n",
+            ),
+            "metadata.name must be a string, got 5".into(),
+        ),
+        (
+            write(
+                "kind.yaml",
+                b"apiVersion: v1\nkind: [1]\nmetadata: {name: x}\n",
+            ),
+            "kind must be a string, got [1]".into(),
+        ),
+        (
+            huge.clone(),
+            "larger than 64 MiB; refusing to read it".into(),
+        ),
+    ];
+    for (path, expected) in cases {
+        let out = tessera(&["render", &path, "--plugin", DATABASE], "");
+        let line = error_line(&out);
+        assert!(line.starts_with(&format!("error: {path}: ")), "{line}");
+        assert!(
+            line.contains(&expected),
+            "{path}: {line} lacks {expected:?}"
+        );
+        assert!(line.len() < 400, "short: {line}");
+    }
+}
