@@ -5,7 +5,7 @@ use std::process::{Command, Output, Stdio};
 
 use tessera_tests::{
     example,
-    plugins::{DATABASE, REQUIRE_LABELS},
+    plugins::{DATABASE, FAULTY, REQUIRE_LABELS},
 };
 
 fn tessera(args: &[&str], cache: &std::path::Path) -> Output {
@@ -107,4 +107,36 @@ fn usage_errors_exit_2_and_help_exits_0() {
     let help = tessera(&["render", "--help"], cache.path());
     assert_eq!(help.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&help.stdout).contains("--policy <WASM[=SETTINGS_FILE]>"));
+}
+
+#[test]
+fn plugins_reading_clock_and_random_render_identically_across_processes() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let composite = dir.path().join("faulty.yaml");
+    std::fs::write(
+        &composite,
+        "apiVersion: test.tessera.dev/v1\nkind: Faulty\nmetadata: {name: f, namespace: t}\n",
+    )
+    .unwrap();
+    let settings = dir.path().join("settings.yaml");
+    std::fs::write(&settings, "mode: clock-random\n").unwrap();
+    let args = [
+        "render",
+        composite.to_str().unwrap(),
+        "--plugin",
+        FAULTY,
+        "--settings",
+        settings.to_str().unwrap(),
+    ];
+    let first = tessera(&args, cache.path());
+    let second = tessera(&args, tempfile::tempdir().unwrap().path());
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).contains("now: '1704067200'"));
+    assert_eq!(first.stdout, second.stdout);
 }
