@@ -10,6 +10,8 @@
 #![deny(missing_docs)]
 
 pub use tessera_documents as documents;
+pub mod inspect;
+pub mod suite;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -52,6 +54,52 @@ enum Command {
     Render(RenderArgs),
     /// Judge resources with a policy plugin.
     Validate(ValidateArgs),
+    /// Run declarative test suites (`*.tessera.yaml`) against plugins.
+    Test(TestArgs),
+    /// Show what a plugin is: name, version, world, kinds, settings schema,
+    /// digest, imports, whether it is cached.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+struct TestArgs {
+    /// Suite files, or directories searched for `*.tessera.yaml`
+    /// [default: .].
+    #[arg(value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Run only cases whose name contains this text.
+    #[arg(long, value_name = "TEXT")]
+    filter: Option<String>,
+    /// Rewrite golden files with the actual output (also: TESSERA_BLESS=1).
+    #[arg(long)]
+    update: bool,
+    /// Also write a report: `--output junit FILE`.
+    #[arg(long, num_args = 2, value_names = ["FORMAT", "FILE"])]
+    output: Option<Vec<String>>,
+    /// Find workspace plugins as `<DIR>/<crate_name>.wasm` instead of
+    /// building them with cargo.
+    #[arg(long, value_name = "DIR")]
+    plugin_dir: Option<PathBuf>,
+    /// Colour diffs.
+    #[arg(long, value_enum, default_value = "auto")]
+    color: ColorArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ColorArg {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Args)]
+struct InspectArgs {
+    /// The plugin (`.wasm` component).
+    #[arg(value_name = "WASM")]
+    wasm: PathBuf,
+    /// Output format [default: text].
+    #[arg(short, long, value_enum)]
+    output: Option<Format>,
 }
 
 /// Output formats.
@@ -183,7 +231,10 @@ where
             };
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    // Two worker threads: `tessera test` runs cases concurrently; the other
+    // commands run one evaluation at a time.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_time()
         .build()
     {
@@ -197,6 +248,18 @@ where
         match cli.command {
             Command::Render(args) => render(&cli.global, args, io).await,
             Command::Validate(args) => validate(&cli.global, args, io).await,
+            Command::Test(args) => test(&cli.global, args, io).await,
+            Command::Inspect(args) => {
+                let runtime = build_runtime(&cli.global)?;
+                inspect::inspect(
+                    &runtime,
+                    &args.wasm,
+                    args.output.map(|f| f == Format::Json),
+                    io,
+                )
+                .await
+                .map_err(Failure)
+            }
         }
     });
     match outcome {
@@ -698,4 +761,84 @@ fn verdict_value(index: usize, object: &Value, verdict: &Verdict) -> Value {
     value["allowed"] = json!(verdict.allowed);
     value["findings"] = Value::Array(findings);
     value
+}
+
+async fn test(global: &GlobalArgs, args: TestArgs, io: &mut Stdio<'_>) -> Outcome {
+    use suite::Outcome as CaseOutcome;
+    let junit_file = match args.output.as_deref() {
+        None => None,
+        Some([format, file]) if format == "junit" => Some(PathBuf::from(file)),
+        Some([format, _]) => {
+            return Err(Failure(format!(
+                "--output: unknown report format {format:?} (supported: junit)"
+            )));
+        }
+        Some(_) => unreachable!("clap takes exactly two values"),
+    };
+    let paths = if args.paths.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        args.paths
+    };
+    let files = suite::discover(&paths)?;
+    if files.is_empty() {
+        return Err(Failure(format!(
+            "no test suites (*.tessera.yaml) under {}",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let mut cases = Vec::new();
+    for file in &files {
+        cases.extend(suite::load_suite(file)?);
+    }
+    let color = match args.color {
+        ColorArg::Always => true,
+        ColorArg::Never => false,
+        ColorArg::Auto => std::io::IsTerminal::is_terminal(&std::io::stdout()),
+    };
+    let options = suite::RunOptions {
+        filter: args.filter,
+        update: args.update || std::env::var_os("TESSERA_BLESS").is_some_and(|v| v == "1"),
+        color,
+        plugin_dir: args.plugin_dir,
+    };
+    let plugins = Arc::new(suite::PluginCache::new(build_runtime(global)?, options));
+    let results = suite::run_cases(cases, plugins).await;
+
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    for (case, outcome) in &results {
+        let label = format!("{} :: {}", case.suite.display(), case.name);
+        match outcome {
+            CaseOutcome::Passed => {
+                passed += 1;
+                writeln!(io.stdout, "ok     {label}")?;
+            }
+            CaseOutcome::Skipped => skipped += 1,
+            CaseOutcome::Failed(why) => {
+                failed += 1;
+                let tag = if color { "\x1b[31mFAIL\x1b[0m" } else { "FAIL" };
+                writeln!(io.stdout, "{tag}   {label}")?;
+                for line in why.lines() {
+                    writeln!(io.stdout, "       {line}")?;
+                }
+            }
+        }
+    }
+    writeln!(
+        io.stdout,
+        "{passed} passed, {failed} failed, {skipped} skipped"
+    )?;
+    if let Some(file) = junit_file {
+        std::fs::write(&file, suite::junit(&results)).map_err(|e| {
+            Failure(format!(
+                "{}: cannot write the JUnit report: {e}",
+                file.display()
+            ))
+        })?;
+    }
+    Ok(if failed > 0 { EXIT_DENIED } else { EXIT_OK })
 }

@@ -93,6 +93,8 @@ pub struct Report {
     pub fuel_consumed: Option<u64>,
     /// How many secrets the plugin derived through the host.
     pub secrets_derived: u32,
+    /// The largest linear memory the instance grew to, in bytes.
+    pub peak_memory_bytes: usize,
 }
 
 /// Facts about an evaluation passed to the plugin.
@@ -426,6 +428,7 @@ fn report(store: &mut wasmtime::Store<State>, limits: &Limits, fuel: bool) -> Re
         stderr: state.stderr.text(),
         fuel_consumed,
         secrets_derived: state.env.secrets_derived,
+        peak_memory_bytes: state.limiter.peak_memory,
     }
 }
 

@@ -75,6 +75,8 @@ pub(crate) struct PluginInner {
     pub(crate) settings_schema: Option<jsonschema::Validator>,
     pub(crate) pre: PluginPre,
     pub(crate) size: usize,
+    pub(crate) imports: Vec<String>,
+    pub(crate) exports: Vec<String>,
     pub(crate) artifact: ArtifactSource,
     pub(crate) runtime: Arc<RuntimeInner>,
 }
@@ -117,6 +119,27 @@ impl Plugin {
     /// The size of its `.wasm` in bytes.
     pub fn size(&self) -> usize {
         self.inner.size
+    }
+
+    /// The instances it imports (`tessera:plugin/host@0.1.0`,
+    /// `wasi:cli/environment@0.2.x`, ...), sorted.
+    pub fn imports(&self) -> &[String] {
+        &self.inner.imports
+    }
+
+    /// The names it exports, sorted.
+    pub fn exports(&self) -> &[String] {
+        &self.inner.exports
+    }
+
+    /// The version of the Tessera WIT package it was built against, read
+    /// from its imports of `tessera:plugin/...@<version>`.
+    pub fn wit_version(&self) -> Option<&str> {
+        self.inner
+            .imports
+            .iter()
+            .find_map(|name| name.strip_prefix("tessera:plugin/")?.split_once('@'))
+            .map(|(_, version)| version)
     }
 
     /// Whether its compiled code came from the cache.

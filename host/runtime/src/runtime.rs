@@ -158,6 +158,18 @@ impl Runtime {
         self.inner.cache.as_ref().map(ArtifactCache::dir)
     }
 
+    /// Whether the cache holds a precompiled artifact for these plugin bytes
+    /// and this engine; `None` when caching is off.
+    pub fn is_cached(&self, bytes: &[u8]) -> Option<bool> {
+        let cache = self.inner.cache.as_ref()?;
+        let digest = crate::provenance::sha256_digest(bytes);
+        Some(
+            cache
+                .entry_path(digest.trim_start_matches("sha256:"))
+                .exists(),
+        )
+    }
+
     /// Loads a plugin from a `.wasm` file.
     pub async fn load_file(&self, path: impl AsRef<Path>) -> Result<Plugin> {
         let path = path.as_ref();
@@ -215,6 +227,18 @@ impl Runtime {
         .map_err(|e| incompatible(format!("its exports do not match the {world} world: {e:#}")))?;
 
         let size = bytes.len();
+        let engine = &self.inner.engine;
+        let component_type = component.component_type();
+        let mut imports: Vec<String> = component_type
+            .imports(engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        imports.sort();
+        let mut exports: Vec<String> = component_type
+            .exports(engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        exports.sort();
         let mut plugin = PluginInner {
             id: provisional,
             path: source.to_path_buf(),
@@ -223,6 +247,8 @@ impl Runtime {
             settings_schema: None,
             pre,
             size,
+            imports,
+            exports,
             artifact,
             runtime: self.inner.clone(),
         };

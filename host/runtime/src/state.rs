@@ -260,6 +260,8 @@ pub(crate) struct MemoryLimiter {
     max_tables: usize,
     max_memories: usize,
     pub(crate) hit_memory_cap: bool,
+    /// The largest linear memory granted so far, in bytes.
+    pub(crate) peak_memory: usize,
 }
 
 impl MemoryLimiter {
@@ -270,6 +272,7 @@ impl MemoryLimiter {
             max_tables: limits.max_instances,
             max_memories: limits.max_instances,
             hit_memory_cap: false,
+            peak_memory: 0,
         }
     }
 }
@@ -291,6 +294,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
             self.hit_memory_cap = true;
             return Ok(false);
         }
+        self.peak_memory = self.peak_memory.max(desired);
         Ok(true)
     }
 

@@ -1,0 +1,104 @@
+//! `tessera inspect WASM`: what a plugin is, without running its logic
+//! (only its `metadata` export is called).
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use tessera_runtime::Runtime;
+
+/// Loads the plugin and writes its description as text, or as JSON when
+/// `json` is true. Errors are one line.
+pub async fn inspect(
+    runtime: &Runtime,
+    path: &Path,
+    json: Option<bool>,
+    io: &mut crate::Stdio<'_>,
+) -> Result<i32, String> {
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("{}: cannot read plugin: {e}", path.display()))?;
+    // Asked before loading: loading fills the cache.
+    let cached = runtime.is_cached(&bytes);
+    let plugin = runtime
+        .load(&bytes, path)
+        .await
+        .map_err(|e| e.to_string())?;
+    let meta = plugin.metadata();
+    let description = json!({
+        "name": meta.name,
+        "version": meta.version,
+        "description": meta.description,
+        "world": plugin.world().to_string(),
+        "witPackage": plugin.wit_version().map(|v| format!("tessera:plugin@{v}")),
+        "kinds": meta.kinds.iter().map(|k| json!({"apiVersion": k.api_version, "kind": k.kind})).collect::<Vec<_>>(),
+        "settingsSchema": meta.settings_schema,
+        "digest": plugin.digest(),
+        "size": plugin.size(),
+        "imports": plugin.imports(),
+        "exports": plugin.exports(),
+        "cached": cached,
+        "cacheDir": runtime.cache_dir().map(|d| d.display().to_string()),
+    });
+    let write = |io: &mut crate::Stdio<'_>, text: String| {
+        io.stdout
+            .write_all(text.as_bytes())
+            .map_err(|e| e.to_string())
+    };
+    if json == Some(true) {
+        let mut text = serde_json::to_string_pretty(&description).expect("JSON values serialize");
+        text.push('\n');
+        write(io, text)?;
+        return Ok(crate::EXIT_OK);
+    }
+    let kinds = meta
+        .kinds
+        .iter()
+        .map(|k| format!("{} {}", k.api_version, k.kind))
+        .collect::<Vec<_>>();
+    let mut text = String::new();
+    let mut line = |key: &str, value: String| text.push_str(&format!("{key:<13}{value}\n"));
+    line("name:", meta.name.clone());
+    line("version:", meta.version.clone());
+    line("description:", meta.description.clone());
+    line(
+        "world:",
+        match plugin.wit_version() {
+            Some(v) => format!("{} (tessera:plugin@{v})", plugin.world()),
+            None => plugin.world().to_string(),
+        },
+    );
+    line(
+        "kinds:",
+        if kinds.is_empty() {
+            "(any)".into()
+        } else {
+            kinds.join(", ")
+        },
+    );
+    line("digest:", plugin.digest().to_string());
+    line("size:", format!("{} bytes", plugin.size()));
+    line(
+        "cached:",
+        match (cached, runtime.cache_dir()) {
+            (Some(true), Some(dir)) => format!("yes, in {}", dir.display()),
+            (Some(false), Some(dir)) => format!("no (now compiled into {})", dir.display()),
+            _ => "caching is off".into(),
+        },
+    );
+    line("imports:", String::new());
+    for import in plugin.imports() {
+        text.push_str(&format!("  {import}\n"));
+    }
+    match &meta.settings_schema {
+        Some(schema) => {
+            text.push_str("settings schema:\n");
+            let pretty =
+                serde_json::to_string_pretty(schema).unwrap_or_else(|_| Value::Null.to_string());
+            for l in pretty.lines() {
+                text.push_str(&format!("  {l}\n"));
+            }
+        }
+        None => text.push_str("settings schema: (none: the plugin takes no settings)\n"),
+    }
+    write(io, text)?;
+    Ok(crate::EXIT_OK)
+}
