@@ -33,6 +33,9 @@ use tessera_runtime::{
     SecretKey, UserInfo, World,
 };
 
+/// What golden files hold in place of `tessera.dev/plugin-digest`.
+pub const GOLDEN_DIGEST: &str = "sha256:<digest of the plugin under test>";
+
 /// The suite `apiVersion` this version of tessera reads.
 pub const API_VERSION: &str = "tessera.dev/v1alpha1";
 
@@ -563,11 +566,48 @@ pub async fn run_cases(cases: Vec<Case>, plugins: Arc<PluginCache>) -> Vec<(Case
         .collect()
 }
 
+/// Why a case could not even be evaluated: a problem with the case itself,
+/// or a runtime error (settings, loading) that the case may expect.
+enum SetupError {
+    Case(String),
+    Runtime(Error),
+}
+
+impl From<String> for SetupError {
+    fn from(message: String) -> Self {
+        SetupError::Case(message)
+    }
+}
+
+impl From<&str> for SetupError {
+    fn from(message: &str) -> Self {
+        SetupError::Case(message.to_string())
+    }
+}
+
+impl SetupError {
+    fn into_message(self) -> String {
+        match self {
+            SetupError::Case(message) => message,
+            SetupError::Runtime(e) => e.to_string(),
+        }
+    }
+}
+
+/// The result of a case whose setup failed: a runtime error the case
+/// expects is checked like any other error.
+fn setup_failed(error: SetupError, expect: &Expect) -> Result<(), String> {
+    match (error, &expect.error) {
+        (SetupError::Runtime(e), Some(wanted)) => check_error(&e, wanted),
+        (other, _) => Err(other.into_message()),
+    }
+}
+
 async fn bind_composition(
     input: &CompositionInput,
     suite: &Path,
     plugins: &PluginCache,
-) -> Result<(Binding, Value, Vec<Value>), String> {
+) -> Result<(Binding, Value, Vec<Value>), SetupError> {
     let plugin = plugins
         .load(suite, &input.plugin, World::Composition)
         .await?;
@@ -600,7 +640,7 @@ async fn bind_composition(
     let key = SecretKey::new(b"tessera test suites: fixed key, not secret".to_vec())
         .expect("the test key is long enough");
     let binding = Binding::new(plugin, settings)
-        .map_err(|e| e.to_string())?
+        .map_err(SetupError::Runtime)?
         .with_reads(ReadAccess::new(Arc::new(fixtures), allowed))
         .with_secret_key(Arc::new(key));
     Ok((binding, composite, observed))
@@ -612,11 +652,11 @@ async fn bind_policy(
     settings_file: Option<&PathBuf>,
     suite: &Path,
     plugins: &PluginCache,
-) -> Result<Binding, String> {
+) -> Result<Binding, SetupError> {
     let plugin = plugins.load(suite, reference, World::Policy).await?;
     let settings = read_value(suite, settings, settings_file, "settings")?
         .unwrap_or(Value::Object(Map::new()));
-    Binding::new(plugin, settings).map_err(|e| e.to_string())
+    Binding::new(plugin, settings).map_err(SetupError::Runtime)
 }
 
 async fn run_case(case: &Case, plugins: &PluginCache) -> Result<(), String> {
@@ -628,7 +668,11 @@ async fn run_case(case: &Case, plugins: &PluginCache) -> Result<(), String> {
     };
     match &case.kind {
         CaseKind::Composition(input) => {
-            let (binding, composite, observed) = bind_composition(input, suite, plugins).await?;
+            let (binding, composite, observed) = match bind_composition(input, suite, plugins).await
+            {
+                Ok(bound) => bound,
+                Err(e) => return setup_failed(e, expect),
+            };
             let composed = binding.expand(&composite, &observed, &context).await;
             let composed = match (composed, &expect.error) {
                 (Err(e), Some(wanted)) => return check_error(&e, wanted),
@@ -662,14 +706,18 @@ async fn run_case(case: &Case, plugins: &PluginCache) -> Result<(), String> {
             finish(failures)
         }
         CaseKind::Policy(input) => {
-            let binding = bind_policy(
+            let binding = match bind_policy(
                 &input.plugin,
                 input.settings.as_ref(),
                 input.settings_file.as_ref(),
                 suite,
                 plugins,
             )
-            .await?;
+            .await
+            {
+                Ok(binding) => binding,
+                Err(e) => return setup_failed(e, expect),
+            };
             let operation = match input.operation.as_deref().unwrap_or("create") {
                 "create" | "CREATE" => Operation::Create,
                 "update" | "UPDATE" => Operation::Update,
@@ -726,7 +774,9 @@ async fn run_case(case: &Case, plugins: &PluginCache) -> Result<(), String> {
         }
         CaseKind::Pipeline(input) => {
             let (binding, composite, observed) =
-                bind_composition(&input.composition, suite, plugins).await?;
+                bind_composition(&input.composition, suite, plugins)
+                    .await
+                    .map_err(SetupError::into_message)?;
             let composed = binding
                 .expand(&composite, &observed, &context)
                 .await
@@ -750,7 +800,8 @@ async fn run_case(case: &Case, plugins: &PluginCache) -> Result<(), String> {
                     suite,
                     plugins,
                 )
-                .await?;
+                .await
+                .map_err(SetupError::into_message)?;
                 let name = policy_binding.plugin().metadata().name.clone();
                 for child in &composed.children {
                     let review = Review {
@@ -884,7 +935,23 @@ fn check_children(
     }
     if let Some(golden) = &expect.golden {
         let path = suite.parent().unwrap_or(Path::new(".")).join(golden);
-        let actual = match tessera_documents::to_yaml_stream(children) {
+        // The plugin digest changes with every rebuild of the plugin (and
+        // between toolchains); goldens pin everything else.
+        let children: Vec<Value> = children
+            .iter()
+            .map(|child| {
+                let mut child = child.clone();
+                if let Some(digest) = child
+                    .pointer_mut("/metadata/annotations")
+                    .and_then(Value::as_object_mut)
+                    .and_then(|a| a.get_mut(tessera_runtime::provenance::PLUGIN_DIGEST))
+                {
+                    *digest = Value::String(GOLDEN_DIGEST.into());
+                }
+                child
+            })
+            .collect();
+        let actual = match tessera_documents::to_yaml_stream(&children) {
             Ok(text) => text,
             Err(e) => {
                 failures.push(format!("cannot write children as YAML: {e}"));
@@ -892,7 +959,13 @@ fn check_children(
             }
         };
         if update {
-            if let Err(e) = std::fs::write(&path, &actual) {
+            let written = match path.parent() {
+                Some(dir) => {
+                    std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, &actual))
+                }
+                None => std::fs::write(&path, &actual),
+            };
+            if let Err(e) = written {
                 failures.push(format!(
                     "{}: cannot update golden file: {e}",
                     path.display()

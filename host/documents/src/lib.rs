@@ -304,7 +304,10 @@ mod tests {
         // `float_roundtrip`, this number changed in its last digit when
         // written as JSON and read back, so output was not stable.
         let text = format!("  {}", "1".repeat(82));
-        let values: Vec<_> = parse_stream(&text).into_iter().map(|d| d.value.unwrap()).collect();
+        let values: Vec<_> = parse_stream(&text)
+            .into_iter()
+            .map(|d| d.value.unwrap())
+            .collect();
         let back: Vec<serde_json::Value> = serde_json::from_str(&to_json_list(&values)).unwrap();
         assert_eq!(back, values);
     }

@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod runtime;
 mod stamping;
+mod suites;
 
 mod database;
 mod faulty;
