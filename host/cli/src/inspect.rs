@@ -18,10 +18,10 @@ pub async fn inspect(
         std::fs::read(path).map_err(|e| format!("{}: cannot read plugin: {e}", path.display()))?;
     // Asked before loading: loading fills the cache.
     let cached = runtime.is_cached(&bytes);
-    let plugin = runtime
-        .load(&bytes, path)
-        .await
-        .map_err(|e| e.to_string())?;
+    let spinner = crate::progress::Spinner::start(format!("loading {}", path.display()));
+    let loaded = runtime.load(&bytes, path).await;
+    drop(spinner);
+    let plugin = loaded.map_err(|e| e.to_string())?;
     let meta = plugin.metadata();
     let description = json!({
         "name": meta.name,

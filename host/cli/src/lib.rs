@@ -10,7 +10,10 @@
 #![deny(missing_docs)]
 
 pub use tessera_documents as documents;
+pub mod bench;
 pub mod inspect;
+pub mod progress;
+pub mod scaffold;
 pub mod suite;
 
 use std::io::{Read, Write};
@@ -59,6 +62,70 @@ enum Command {
     /// Show what a plugin is: name, version, world, kinds, settings schema,
     /// digest, imports, whether it is cached.
     Inspect(InspectArgs),
+    /// Measure a plugin: compile, cache load, instantiate, evaluation
+    /// percentiles, throughput, fuel and memory per evaluation.
+    Bench(BenchArgs),
+    /// Create a plugin crate that builds and passes its sample suite.
+    New(NewArgs),
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// The plugin (`.wasm` component).
+    #[arg(value_name = "WASM")]
+    wasm: PathBuf,
+    /// The composite (composition plugin) or object (policy plugin).
+    #[arg(long, value_name = "FILE")]
+    input: PathBuf,
+    /// Settings for the plugin.
+    #[arg(long, value_name = "FILE")]
+    settings: Option<PathBuf>,
+    /// Timed evaluations.
+    #[arg(long, default_value_t = 1000)]
+    iterations: usize,
+    /// Save the measurements (JSON) for a later --baseline.
+    #[arg(long, value_name = "FILE")]
+    save: Option<PathBuf>,
+    /// Compare fuel per evaluation with a saved run; exit 1 on a regression
+    /// beyond --threshold.
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
+    /// Allowed fuel increase over the baseline, in percent.
+    #[arg(long, default_value_t = 2.0)]
+    threshold: f64,
+    /// Output format [default: text].
+    #[arg(short, long, value_enum)]
+    output: Option<Format>,
+}
+
+#[derive(Debug, Args)]
+struct NewArgs {
+    /// What the plugin does.
+    #[arg(value_enum)]
+    kind: NewKind,
+    /// The plugin's name (a crate name: lowercase, digits, '-').
+    name: String,
+    /// The language of the plugin.
+    #[arg(long, value_enum, default_value = "rust")]
+    lang: Lang,
+    /// Where to create it [default: ./NAME].
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// The tessera guest SDK to depend on [default: the one this tessera was
+    /// built from].
+    #[arg(long, value_name = "PATH")]
+    sdk: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum NewKind {
+    Composition,
+    Policy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Lang {
+    Rust,
 }
 
 #[derive(Debug, Args)]
@@ -260,6 +327,8 @@ where
                 .await
                 .map_err(Failure)
             }
+            Command::Bench(args) => bench(args, io).await,
+            Command::New(args) => new_plugin(args, io),
         }
     });
     match outcome {
@@ -397,7 +466,10 @@ fn load_secret_key(path: Option<&Path>) -> Result<Arc<SecretKey>, Failure> {
 
 /// Loads a plugin and checks it implements the world the command needs.
 async fn load_plugin(runtime: &Runtime, path: &Path, world: World) -> Result<Plugin, Failure> {
-    let plugin = runtime.load_file(path).await.map_err(|e| match e {
+    let spinner = progress::Spinner::start(format!("loading {}", path.display()));
+    let loaded = runtime.load_file(path).await;
+    drop(spinner);
+    let plugin = loaded.map_err(|e| match e {
         tessera_runtime::Error::Io { path, source } => Failure(format!(
             "{}: cannot read plugin: {}",
             path.display(),
@@ -841,4 +913,68 @@ async fn test(global: &GlobalArgs, args: TestArgs, io: &mut Stdio<'_>) -> Outcom
         })?;
     }
     Ok(if failed > 0 { EXIT_DENIED } else { EXIT_OK })
+}
+
+async fn bench(args: BenchArgs, io: &mut Stdio<'_>) -> Outcome {
+    check_stdin_once(&[&args.input])?;
+    if args.iterations == 0 {
+        return Err(Failure("--iterations must be at least 1".into()));
+    }
+    let input = read_one(&args.input, io.stdin, "input object")?;
+    check_object(&input).map_err(|m| Failure(format!("{}: {m}", display_name(&args.input))))?;
+    let settings = read_settings(args.settings.as_deref(), io.stdin)?;
+    let measurements = bench::run(&bench::BenchOptions {
+        wasm: args.wasm,
+        input,
+        settings,
+        iterations: args.iterations,
+    })
+    .await
+    .map_err(Failure)?;
+    if args.output == Some(Format::Json) {
+        writeln!(
+            io.stdout,
+            "{}",
+            serde_json::to_string_pretty(&measurements)?
+        )?;
+    } else {
+        write!(io.stdout, "{}", bench::render_text(&measurements))?;
+    }
+    if let Some(file) = &args.save {
+        std::fs::write(file, serde_json::to_string_pretty(&measurements)? + "\n")
+            .map_err(|e| Failure(format!("{}: cannot save: {e}", file.display())))?;
+    }
+    if let Some(baseline) = &args.baseline {
+        return match bench::compare(&measurements, baseline, args.threshold).map_err(Failure)? {
+            Ok(line) => {
+                writeln!(io.stderr, "no regression: {line}")?;
+                Ok(EXIT_OK)
+            }
+            Err(line) => {
+                writeln!(io.stderr, "regression: {line}")?;
+                Ok(EXIT_DENIED)
+            }
+        };
+    }
+    Ok(EXIT_OK)
+}
+
+fn new_plugin(args: NewArgs, io: &mut Stdio<'_>) -> Outcome {
+    let Lang::Rust = args.lang;
+    let kind = match args.kind {
+        NewKind::Composition => scaffold::Kind::Composition,
+        NewKind::Policy => scaffold::Kind::Policy,
+    };
+    let dir = args.dir.unwrap_or_else(|| PathBuf::from(&args.name));
+    let sdk = args.sdk.unwrap_or_else(scaffold::default_sdk_path);
+    let files = scaffold::generate(kind, &args.name, &dir, &sdk).map_err(Failure)?;
+    for file in &files {
+        writeln!(io.stdout, "created {}", file.display())?;
+    }
+    writeln!(
+        io.stdout,
+        "next: cd {} && tessera test    (builds the plugin for wasm32-wasip2 and runs its suite)",
+        dir.display()
+    )?;
+    Ok(EXIT_OK)
 }

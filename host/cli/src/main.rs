@@ -17,7 +17,9 @@ fn main() -> ExitCode {
     let result = std::panic::catch_unwind(|| {
         let mut stdin = std::io::stdin().lock();
         let mut stdout = std::io::stdout().lock();
-        let mut stderr = std::io::stderr().lock();
+        // Not locked for the whole run: the progress spinner writes to
+        // stderr from its own thread.
+        let mut stderr = std::io::stderr();
         tessera_cli::run(
             std::env::args_os(),
             &mut tessera_cli::Stdio {

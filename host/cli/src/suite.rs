@@ -411,11 +411,11 @@ impl PluginCache {
         let plugin = match plugins.get(&path) {
             Some(plugin) => plugin.clone(),
             None => {
-                let plugin = self
-                    .runtime
-                    .load_file(&path)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let spinner =
+                    crate::progress::Spinner::start(format!("loading {}", path.display()));
+                let loaded = self.runtime.load_file(&path).await;
+                drop(spinner);
+                let plugin = loaded.map_err(|e| e.to_string())?;
                 plugins.insert(path.clone(), plugin.clone());
                 plugin
             }

@@ -140,3 +140,148 @@ fn plugins_reading_clock_and_random_render_identically_across_processes() {
     assert!(String::from_utf8_lossy(&first.stdout).contains("now: '1704067200'"));
     assert_eq!(first.stdout, second.stdout);
 }
+
+#[test]
+fn compiling_shows_a_spinner_on_a_terminal_only() {
+    let cache = tempfile::tempdir().unwrap();
+    let args = ["--no-cache", "inspect", DATABASE];
+    // Not a terminal: nothing on stderr.
+    let piped = tessera(&args, cache.path());
+    assert_eq!(piped.status.code(), Some(0));
+    assert!(
+        piped.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    // A terminal (util-linux `script` gives the command a pty), with the
+    // spinner's delay at zero so even a quick compile shows it.
+    let command = format!(
+        "{} --no-cache inspect {DATABASE} >/dev/null",
+        env!("CARGO_BIN_EXE_tessera")
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("TESSERA_PROGRESS_DELAY_MS", "0")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running script(1)");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        screen.contains("loading ") && screen.contains("database.wasm"),
+        "{screen:?}"
+    );
+    assert!(
+        screen.contains("\x1b[2K"),
+        "the line is cleared: {screen:?}"
+    );
+}
+
+#[test]
+fn new_plugins_build_and_pass_their_suites_as_generated() {
+    let dir = tempfile::tempdir().unwrap();
+    // The generated crates' build output is kept between runs.
+    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("new-plugins");
+    for kind in ["composition", "policy"] {
+        let crate_dir = dir.path().join(format!("my-{kind}"));
+        let created = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["new", kind, &format!("my-{kind}"), "--dir"])
+            .arg(&crate_dir)
+            .output()
+            .unwrap();
+        assert_eq!(
+            created.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+        let tested = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .args(["test", "--color", "never"])
+            .current_dir(&crate_dir)
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&tested.stdout);
+        assert_eq!(
+            tested.status.code(),
+            Some(0),
+            "{stdout}{}",
+            String::from_utf8_lossy(&tested.stderr)
+        );
+        assert!(
+            stdout.ends_with("2 passed, 0 failed, 0 skipped\n"),
+            "{stdout}"
+        );
+    }
+    // An existing directory is refused.
+    let again = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["new", "policy", "my-policy", "--dir"])
+        .arg(dir.path().join("my-policy"))
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+}
+
+#[test]
+fn bench_reports_and_gates_on_fuel() {
+    let cache = tempfile::tempdir().unwrap();
+    let saved = cache.path().join("bench.json");
+    let db = example("database.yaml");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "bench",
+            DATABASE,
+            "--input",
+            db.to_str().unwrap(),
+            "--iterations",
+            "20",
+        ];
+        args.extend_from_slice(extra);
+        tessera(&args, cache.path())
+    };
+    let first = run(&["--save", saved.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let measured: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    let fuel = measured["fuelPerEvaluation"].as_u64().unwrap();
+    assert!(fuel > 10_000, "{measured}");
+    assert!(
+        measured["peakMemoryBytes"].as_u64().unwrap() >= 64 << 10,
+        "{measured}"
+    );
+    for key in ["compileMs", "cacheLoadMs", "throughputPerSec"] {
+        assert!(measured[key].as_f64().unwrap() > 0.0, "{key}: {measured}");
+    }
+
+    // Fuel is deterministic: the same plugin and input match the baseline.
+    let same = run(&["--baseline", saved.to_str().unwrap()]);
+    assert_eq!(
+        same.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&same.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&same.stderr).contains(&format!("fuel {fuel} -> {fuel} (+0.00%)"))
+    );
+
+    // A baseline that used 10% less fuel makes this run a regression.
+    let mut cheaper = measured.clone();
+    cheaper["fuelPerEvaluation"] = serde_json::json!(fuel * 9 / 10);
+    std::fs::write(&saved, cheaper.to_string()).unwrap();
+    let regressed = run(&["--baseline", saved.to_str().unwrap()]);
+    assert_eq!(regressed.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&regressed.stderr).starts_with("regression: fuel "));
+}

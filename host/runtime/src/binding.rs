@@ -391,6 +391,20 @@ impl Binding {
         })
     }
 
+    /// Creates a fresh store and instance and drops them without calling
+    /// the plugin: the fixed cost every evaluation pays. For benchmarks.
+    pub async fn instantiate(&self) -> Result<()> {
+        let id = self.plugin.id();
+        let env = HostEnv::new(&id.name, self.reads.clone(), None, &self.limits);
+        let runtime = self.plugin.runtime();
+        let mut store = Runtime::new_store(runtime, &self.limits, env, RANDOM_SEED);
+        match &self.plugin.inner.pre {
+            PluginPre::Composition(pre) => pre.instantiate_async(&mut store).await.map(drop),
+            PluginPre::Policy(pre) => pre.instantiate_async(&mut store).await.map(drop),
+        }
+        .map_err(|e| classify(e, &store, id, Phase::Instantiate))
+    }
+
     fn crashed(&self, phase: Phase, kind: CrashKind, message: String, report: &Report) -> Error {
         Error::Crashed {
             plugin: self.plugin.id().clone(),
