@@ -466,3 +466,42 @@ fn hostile_input_gets_one_line_errors() {
         assert!(line.len() < 400, "short: {line}");
     }
 }
+
+#[test]
+fn inspect_describes_a_plugin() {
+    let out = tessera(&["inspect", DATABASE, "-o", "json"], "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let described: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(described["name"], "database");
+    assert_eq!(described["world"], "composition");
+    assert_eq!(described["witPackage"], "tessera:plugin@0.1.0");
+    assert_eq!(described["kinds"][0]["kind"], "Database");
+    assert_eq!(
+        described["settingsSchema"]["properties"]["maxReplicas"]["maximum"],
+        16
+    );
+    let digest = tessera_runtime::provenance::sha256_digest(&std::fs::read(DATABASE).unwrap());
+    assert_eq!(described["digest"], digest.as_str());
+    assert_eq!(
+        described["size"],
+        std::fs::metadata(DATABASE).unwrap().len()
+    );
+    assert!(
+        described["imports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i == "tessera:plugin/credentials@0.1.0")
+    );
+    // The shared test cache has seen this plugin by now, or will after this.
+    let again = tessera(&["inspect", DATABASE, "-o", "json"], "");
+    let again: Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(again["cached"], true);
+    let text = tessera(&["inspect", REQUIRE_LABELS], "");
+    assert!(
+        text.stdout
+            .contains("world:       policy (tessera:plugin@0.1.0)"),
+        "{}",
+        text.stdout
+    );
+}
