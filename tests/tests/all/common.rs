@@ -6,6 +6,15 @@ use std::sync::OnceLock;
 use serde_json::Value;
 use tessera_runtime::{Binding, Context, Plugin, Runtime};
 
+/// A component (text format) that would be a policy plugin but imports an
+/// interface the host does not provide.
+pub const UNKNOWN_IMPORT_WAT: &str = r#"(component
+    (import "tessera:plugin/unknown@0.1.0" (instance (export "f" (func))))
+    (core module $m (func (export "f")))
+    (core instance $i (instantiate $m))
+    (func (export "metadata") (canon lift (core func $i "f")))
+    (func (export "validate") (canon lift (core func $i "f"))))"#;
+
 /// A cache directory shared by the tests of this process, so most loads hit
 /// the cache after the first.
 pub fn cache_dir() -> &'static Path {

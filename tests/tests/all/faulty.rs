@@ -132,9 +132,14 @@ async fn output_over_the_cap_is_refused() {
 #[tokio::test]
 async fn reads_outside_the_binding_get_a_clean_error() {
     let composed = run("read-disallowed").await.unwrap();
+    let messages: Vec<_> = composed
+        .findings
+        .iter()
+        .map(|f| f.message.as_str())
+        .collect();
     assert_eq!(
-        composed.findings[0].message,
-        "plugin faulty may not read v1/Secret: its binding does not allow it"
+        messages, ["plugin faulty may not read v1/Secret: its binding does not allow it"; 2],
+        "get-resource and list-resources alike"
     );
 }
 

@@ -96,15 +96,7 @@ async fn load_case(what: &str) -> Error {
         }
         "core module" => b"\0asm\x01\0\0\0".to_vec(),
         "wasi-command" => std::fs::read(WASI_COMMAND).unwrap(),
-        "unknown import" => wat::parse_str(
-            r#"(component
-                 (import "tessera:plugin/unknown@0.1.0" (instance (export "f" (func))))
-                 (core module $m (func (export "f")))
-                 (core instance $i (instantiate $m))
-                 (func (export "metadata") (canon lift (core func $i "f")))
-                 (func (export "validate") (canon lift (core func $i "f"))))"#,
-        )
-        .unwrap(),
+        "unknown import" => wat::parse_str(crate::common::UNKNOWN_IMPORT_WAT).unwrap(),
         other => panic!("unknown load case {other}"),
     };
     let runtime = Runtime::builder().no_cache().build().unwrap();
@@ -243,17 +235,24 @@ enum Expect {
 
 async fn mixed_bindings() -> Vec<(Binding, Expect, bool)> {
     use tessera_runtime::CrashKind::*;
-    let quick = Limits::default()
-        .deadline(Duration::from_millis(50))
-        .memory_bytes(16 << 20);
+    // Small memory caps so the hostile ones end quickly. Only the loops get
+    // a short deadline; the others a long one, so that a starved machine (CI
+    // shares its two cores) cannot turn their own crash into a deadline.
+    let small = Limits::default()
+        .memory_bytes(16 << 20)
+        .deadline(Duration::from_secs(60));
+    let quick = small.clone().deadline(Duration::from_millis(50));
     let faulty = |mode: &str| {
+        let limits = if mode == "loop" {
+            quick.clone()
+        } else {
+            small.clone()
+        };
         let mode = mode.to_string();
         async move {
-            bind(FAULTY, json!({"mode": mode})).await.with_limits(
-                Limits::default()
-                    .deadline(Duration::from_millis(50))
-                    .memory_bytes(16 << 20),
-            )
+            bind(FAULTY, json!({"mode": mode}))
+                .await
+                .with_limits(limits)
         }
     };
     vec![

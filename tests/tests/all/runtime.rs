@@ -98,15 +98,7 @@ async fn components_for_no_world_or_missing_imports_name_what_is_wrong() {
         "{text}"
     );
 
-    let text = load_wat_error(
-        r#"(component
-              (import "tessera:plugin/unknown@0.1.0" (instance (export "f" (func))))
-              (core module $m (func (export "f")))
-              (core instance $i (instantiate $m))
-              (func (export "metadata") (canon lift (core func $i "f")))
-              (func (export "validate") (canon lift (core func $i "f"))))"#,
-    )
-    .await;
+    let text = load_wat_error(crate::common::UNKNOWN_IMPORT_WAT).await;
     assert!(text.contains("tessera:plugin/unknown@0.1.0"), "{text}");
 }
 

@@ -108,8 +108,12 @@ pub fn expand(request: CompositionRequest) -> Result<Expansion> {
             Ok(expansion)
         }
         "read-disallowed" => {
-            let err = host::get_resource("v1", "Secret", Some("default"), "s").unwrap_err();
-            Ok(ok.finding(Finding::info(err.message().to_string())))
+            // Both reads of a kind the binding does not allow get an `err`.
+            let get = host::get_resource("v1", "Secret", Some("default"), "s").unwrap_err();
+            let list = host::list_resources("v1", "Secret", None, None).unwrap_err();
+            Ok(ok
+                .finding(Finding::info(get.message().to_string()))
+                .finding(Finding::info(list.message().to_string())))
         }
         "read-allowed" => {
             let found =
