@@ -168,6 +168,10 @@ macro_rules! export_composition {
             }
         }
 
+        // Only a wasm build exports the component's functions: natively the
+        // plugin is a plain library (unit tests, benchmarks), and several
+        // plugins can link into one binary.
+        #[cfg(target_arch = "wasm32")]
         $crate::__private::export_composition_world!(
             __TesseraComposition with_types_in $crate::wit::composition
         );
@@ -199,6 +203,8 @@ macro_rules! export_policy {
             }
         }
 
+        // See `export_composition!`: exports exist in wasm builds only.
+        #[cfg(target_arch = "wasm32")]
         $crate::__private::export_policy_world!(__TesseraPolicy with_types_in $crate::wit::policy);
     };
 }

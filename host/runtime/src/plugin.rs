@@ -268,6 +268,15 @@ pub(crate) fn classify(
 ) -> Error {
     let state = store.data();
     let stderr = state.stderr.text();
+    if let Some(full) = error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+        // Not the plugin's fault: every pooled slot is busy.
+        return Error::Host {
+            plugin: Some(id.clone()),
+            phase,
+            message: format!("no free instance slot: {full}"),
+            source: None,
+        };
+    }
     let (kind, message) = if state.limiter.hit_memory_cap {
         (
             CrashKind::OutOfMemory,

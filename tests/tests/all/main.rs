@@ -12,6 +12,7 @@ mod suites;
 mod database;
 mod faulty;
 mod faulty_policy;
+mod fuel;
 mod hostile;
 mod provenance;
 mod require_labels;

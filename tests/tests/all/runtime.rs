@@ -208,3 +208,35 @@ async fn the_cache_is_used_and_bad_entries_are_recompiled() {
     );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
 }
+
+#[tokio::test]
+async fn the_pooling_allocator_gives_the_same_answers() {
+    let pooled = Runtime::builder().no_cache().pooling(8).build().unwrap();
+    let composite = crate::common::yaml_file(&tessera_tests::example("database.yaml"));
+    let plugin = pooled.load_file(DATABASE).await.unwrap();
+    let reference = expand(load(DATABASE).await, &composite).await;
+    for _ in 0..20 {
+        assert_eq!(expand(plugin.clone(), &composite).await, reference);
+    }
+    // Limits still hold inside a pooled slot.
+    let faulty = pooled
+        .load_file(tessera_tests::plugins::FAULTY)
+        .await
+        .unwrap();
+    let bomb = Binding::new(faulty, json!({"mode": "oom"}))
+        .unwrap()
+        .with_limits(tessera_runtime::Limits::default().memory_bytes(32 << 20));
+    let err = bomb
+        .expand(
+            &json!({"apiVersion": "v1", "kind": "F", "metadata": {"name": "f"}}),
+            &[],
+            &ctx(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.crash_kind(),
+        Some(tessera_runtime::CrashKind::OutOfMemory),
+        "{err}"
+    );
+}
