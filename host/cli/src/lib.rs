@@ -340,8 +340,23 @@ where
     }
 }
 
+/// One line, safe for a terminal: newlines fold to ` | `, and other control
+/// characters (a plugin's text may carry `\r` or escape sequences that would
+/// rewrite what the operator sees) become `\u{fffd}`.
 fn one_line(message: &str) -> String {
-    message.trim().replace('\n', " | ")
+    message
+        .trim()
+        .replace("\r\n", "\n")
+        .replace('\n', " | ")
+        .chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 fn build_runtime(global: &GlobalArgs) -> Result<Runtime, Failure> {
@@ -845,7 +860,12 @@ async fn test(global: &GlobalArgs, args: TestArgs, io: &mut Stdio<'_>) -> Outcom
                 "--output: unknown report format {format:?} (supported: junit)"
             )));
         }
-        Some(_) => unreachable!("clap takes exactly two values"),
+        Some(_) => {
+            return Err(Failure(
+                "--output takes one format and one file, once (e.g. --output junit report.xml)"
+                    .into(),
+            ));
+        }
     };
     let paths = if args.paths.is_empty() {
         vec![PathBuf::from(".")]

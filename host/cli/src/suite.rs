@@ -527,6 +527,7 @@ fn read_values(suite: &Path, file: &Path) -> Result<Vec<Value>, String> {
 pub async fn run_cases(cases: Vec<Case>, plugins: Arc<PluginCache>) -> Vec<(Case, Outcome)> {
     let filter = plugins.options.filter.clone();
     let mut tasks = tokio::task::JoinSet::new();
+    let mut task_case = HashMap::new();
     for (index, case) in cases.iter().cloned().enumerate() {
         if filter
             .as_ref()
@@ -535,13 +536,14 @@ pub async fn run_cases(cases: Vec<Case>, plugins: Arc<PluginCache>) -> Vec<(Case
             continue;
         }
         let plugins = plugins.clone();
-        tasks.spawn(async move {
+        let task = tasks.spawn(async move {
             let outcome = match run_case(&case, &plugins).await {
                 Ok(()) => Outcome::Passed,
                 Err(failure) => Outcome::Failed(failure),
             };
             (index, outcome)
         });
+        task_case.insert(task.id(), index);
     }
     let mut outcomes: BTreeMap<usize, Outcome> = BTreeMap::new();
     while let Some(joined) = tasks.join_next().await {
@@ -550,9 +552,11 @@ pub async fn run_cases(cases: Vec<Case>, plugins: Arc<PluginCache>) -> Vec<(Case
                 outcomes.insert(index, outcome);
             }
             Err(e) => {
-                // A panicking case is a bug in tessera; report it as a failure
-                // of no particular case rather than losing the run.
-                outcomes.insert(usize::MAX, Outcome::Failed(format!("internal error: {e}")));
+                // A panicking case is a bug in tessera; it fails that case
+                // (never counts as skipped or passed).
+                if let Some(index) = task_case.get(&e.id()) {
+                    outcomes.insert(*index, Outcome::Failed(format!("internal error: {e}")));
+                }
             }
         }
     }
@@ -1159,11 +1163,14 @@ pub fn unified_diff(expected: &str, actual: &str, color: bool) -> String {
 /// A JUnit XML report of a run.
 pub fn junit(results: &[(Case, Outcome)]) -> String {
     let escape = |s: &str| {
-        s.replace('&', "&amp;")
+        // XML 1.0 allows no control characters but tab, newline and return.
+        s.chars()
+            .filter(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'))
+            .collect::<String>()
+            .replace('&', "&amp;")
             .replace('<', "&lt;")
             .replace('>', "&gt;")
             .replace('"', "&quot;")
-            .replace('\x1b', "")
     };
     let mut by_suite: BTreeMap<String, Vec<&(Case, Outcome)>> = BTreeMap::new();
     for result in results {

@@ -169,11 +169,16 @@ fn parse_json_stream(text: &str) -> Vec<Document> {
     let mut documents = Vec::new();
     let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
     let mut index = 0;
+    // Lines counted so far, up to `counted` bytes: each document's start is
+    // found by scanning only the text since the previous one.
+    let (mut counted, mut lines) = (0, 1);
     loop {
         let offset = stream.byte_offset();
         let rest = &text[offset..];
-        let leading = rest.len() - rest.trim_start().len();
-        let line = 1 + text[..offset + leading].matches('\n').count();
+        let start = offset + (rest.len() - rest.trim_start().len());
+        lines += text[counted..start].matches('\n').count();
+        counted = start;
+        let line = lines;
         match stream.next() {
             None => break,
             Some(Ok(value)) => documents.push(Document {

@@ -286,25 +286,35 @@ impl Binding {
         );
         let runtime = self.plugin.runtime();
         let mut store = Runtime::new_store(runtime, &self.limits, env, RANDOM_SEED);
-        let instance = pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| classify(e, &store, id, Phase::Instantiate))?;
-        let answer = instance
-            .call_expand(&mut store, &request)
-            .await
-            .map_err(|e| classify(e, &store, id, Phase::Expand))?;
+        let answer = within(&self.limits, Phase::Expand, async {
+            let instance = pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| (Phase::Instantiate, e))?;
+            instance
+                .call_expand(&mut store, &request)
+                .await
+                .map_err(|e| (Phase::Expand, e))
+        })
+        .await
+        .map_err(|(phase, e)| classify(e, &store, id, phase))?;
         let report = report(&mut store, &self.limits, runtime.fuel);
         let expansion = answer.map_err(|e| refused(self, Phase::Expand, e))?;
-
+        // Counted after wasmtime copied the answer out of guest memory; see
+        // SECURITY.md ("Output") for what this does and does not bound.
         let output_bytes = expansion.children.iter().map(String::len).sum::<usize>()
-            + expansion.status.as_ref().map_or(0, String::len);
+            + expansion.status.as_ref().map_or(0, String::len)
+            + expansion
+                .findings
+                .iter()
+                .map(|f| f.message.len())
+                .sum::<usize>();
         if output_bytes > self.limits.max_output_bytes {
             return Err(self.crashed(
                 Phase::Output,
                 CrashKind::OutputTooLarge,
                 format!(
-                    "returned {output_bytes} bytes of output; the limit is {}",
+                    "returned {output_bytes} bytes of output, over the limit of {} bytes",
                     self.limits.max_output_bytes
                 ),
                 &report,
@@ -374,14 +384,18 @@ impl Binding {
         let env = HostEnv::new(&id.name, self.reads.clone(), None, &self.limits);
         let runtime = self.plugin.runtime();
         let mut store = Runtime::new_store(runtime, &self.limits, env, RANDOM_SEED);
-        let instance = pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| classify(e, &store, id, Phase::Instantiate))?;
-        let answer = instance
-            .call_validate(&mut store, &request)
-            .await
-            .map_err(|e| classify(e, &store, id, Phase::Validate))?;
+        let answer = within(&self.limits, Phase::Validate, async {
+            let instance = pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| (Phase::Instantiate, e))?;
+            instance
+                .call_validate(&mut store, &request)
+                .await
+                .map_err(|e| (Phase::Validate, e))
+        })
+        .await
+        .map_err(|(phase, e)| classify(e, &store, id, phase))?;
         let report = report(&mut store, &self.limits, runtime.fuel);
         let verdict = answer.map_err(|e| refused(self, Phase::Validate, e))?;
         Ok(Verdict {
@@ -413,6 +427,25 @@ impl Binding {
             message,
             stderr: report.stderr.clone(),
         }
+    }
+}
+
+/// Bounds a whole evaluation by the deadline in wall-clock time, as a second
+/// line behind the epoch deadline: the epoch is only checked while guest code
+/// runs, so a call parked in the host (a WASI sleep or poll) would otherwise
+/// never end. A timeout reads as an epoch interrupt, i.e. a deadline crash.
+/// Needs a tokio runtime with time enabled.
+pub(crate) async fn within<T>(
+    limits: &Limits,
+    phase: Phase,
+    evaluation: impl std::future::Future<Output = std::result::Result<T, (Phase, wasmtime::Error)>>,
+) -> std::result::Result<T, (Phase, wasmtime::Error)> {
+    // Two ticks of slack so the epoch, which stops the guest where it is,
+    // normally fires first.
+    let limit = limits.deadline + crate::runtime::EPOCH_TICK * 2;
+    match tokio::time::timeout(limit, evaluation).await {
+        Ok(result) => result,
+        Err(_) => Err((phase, wasmtime::Error::new(wasmtime::Trap::Interrupt))),
     }
 }
 

@@ -8,6 +8,13 @@
 //! (truncated, corrupted, or not ours) is recompiled, never loaded.
 //! Entries are written to a temporary file and renamed into place, so a
 //! reader never sees half an entry.
+//!
+//! The checksum catches corruption, not tampering: anyone who can write to the
+//! cache directory can plant native code that runs outside the sandbox. So the
+//! directory is created private (0700), and an entry is used only when it and
+//! its directory belong to this user and are writable by nobody else;
+//! otherwise the plugin is compiled from its bytes. The cache directory is
+//! part of what the host trusts (SECURITY.md).
 
 use std::hash::{Hash, Hasher};
 use std::io::Write as _;
@@ -69,9 +76,18 @@ impl ArtifactCache {
             .join(format!("{wasm_hex}-{}.cwasm", self.engine_key))
     }
 
-    /// Loads a cached artifact, checking its trailer before wasmtime sees it.
+    /// Loads a cached artifact, checking ownership, permissions and the
+    /// trailer before wasmtime sees it.
     pub(crate) fn load(&self, engine: &Engine, wasm_hex: &str) -> Result<Component, Miss> {
         let path = self.entry_path(wasm_hex);
+        if !path.exists() {
+            return Err(Miss::Absent);
+        }
+        for checked in [self.dir.as_path(), path.as_path()] {
+            if let Err(why) = private(checked) {
+                return Err(Miss::Rejected(format!("{}: {why}", checked.display())));
+            }
+        }
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Miss::Absent),
@@ -92,10 +108,12 @@ impl ArtifactCache {
         }
         // SAFETY: wasmtime requires that deserialized bytes were produced by
         // `Component::serialize` of a compatible engine and not tampered with.
-        // The checksum above proves the bytes are exactly what this cache
-        // wrote, the file name binds them to this plugin digest and engine
-        // configuration, and wasmtime itself re-checks the engine
-        // compatibility header and rejects a mismatch with an error.
+        // The entry and its directory belong to this user and nobody else can
+        // write them (checked above), so only this user's processes (this
+        // cache) wrote it; the checksum rules out truncation and corruption;
+        // the file name binds it to this plugin digest and engine
+        // configuration, and wasmtime re-checks the engine compatibility
+        // header and rejects a mismatch with an error.
         #[allow(unsafe_code)]
         let component = unsafe { Component::deserialize(engine, artifact) };
         component.map_err(|e| Miss::Rejected(format!("{}: {e}", path.display())))
@@ -104,7 +122,11 @@ impl ArtifactCache {
     /// Stores an artifact. Failures are reported, not fatal: the plugin is
     /// already compiled.
     pub(crate) fn store(&self, wasm_hex: &str, artifact: &[u8]) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)?;
         let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
         file.write_all(artifact)?;
         file.write_all(&Sha256::digest(artifact))?;
@@ -114,4 +136,24 @@ impl ArtifactCache {
             .map_err(|e| e.error)?;
         Ok(())
     }
+}
+
+/// Whether `path` belongs to this process's user and nobody else can write
+/// to it.
+fn private(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    // The owner of /proc/self is the process's effective user on Linux.
+    if let Ok(me) = std::fs::metadata("/proc/self")
+        && meta.uid() != me.uid()
+    {
+        return Err(format!("owned by uid {}, not this user", meta.uid()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "writable by others (mode {:o})",
+            meta.mode() & 0o777
+        ));
+    }
+    Ok(())
 }

@@ -194,23 +194,27 @@ impl PluginInner {
         let limits = Limits::default();
         let env = Runtime::metadata_env(&self.id.name, &limits);
         let mut store = Runtime::new_store(&self.runtime, &limits, env, 0);
-        let raw = match &self.pre {
-            PluginPre::Composition(pre) => {
-                let instance = pre
-                    .instantiate_async(&mut store)
-                    .await
-                    .map_err(|e| classify(e, &store, &self.id, Phase::Instantiate))?;
-                instance.call_metadata(&mut store).await
+        let raw = crate::binding::within(&limits, Phase::Metadata, async {
+            match &self.pre {
+                PluginPre::Composition(pre) => {
+                    let instance = pre
+                        .instantiate_async(&mut store)
+                        .await
+                        .map_err(|e| (Phase::Instantiate, e))?;
+                    instance.call_metadata(&mut store).await
+                }
+                PluginPre::Policy(pre) => {
+                    let instance = pre
+                        .instantiate_async(&mut store)
+                        .await
+                        .map_err(|e| (Phase::Instantiate, e))?;
+                    instance.call_metadata(&mut store).await
+                }
             }
-            PluginPre::Policy(pre) => {
-                let instance = pre
-                    .instantiate_async(&mut store)
-                    .await
-                    .map_err(|e| classify(e, &store, &self.id, Phase::Instantiate))?;
-                instance.call_metadata(&mut store).await
-            }
-        }
-        .map_err(|e| classify(e, &store, &self.id, Phase::Metadata))?;
+            .map_err(|e| (Phase::Metadata, e))
+        })
+        .await
+        .map_err(|(phase, e)| classify(e, &store, &self.id, phase))?;
         metadata_from_wit(raw).map_err(|message| Error::Crashed {
             plugin: self.id.clone(),
             phase: Phase::Metadata,
@@ -221,9 +225,54 @@ impl PluginInner {
     }
 }
 
+/// Bounds on what a plugin may say about itself. The name and version are
+/// stamped on every child (`tessera.dev/composed-by`), so they must be short
+/// and printable.
+const MAX_NAME: usize = 63;
+const MAX_VERSION: usize = 64;
+const MAX_DESCRIPTION: usize = 1024;
+const MAX_KINDS: usize = 256;
+const MAX_SCHEMA: usize = 256 << 10;
+
 fn metadata_from_wit(raw: wit::PluginMetadata) -> std::result::Result<Metadata, String> {
-    if raw.name.is_empty() {
-        return Err("metadata has an empty name".into());
+    let name_ok = !raw.name.is_empty()
+        && raw.name.len() <= MAX_NAME
+        && raw
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !name_ok {
+        return Err(format!(
+            "metadata name must be 1-{MAX_NAME} lowercase letters, digits and '-', got {:?}",
+            raw.name.chars().take(80).collect::<String>()
+        ));
+    }
+    let version_ok = !raw.version.is_empty()
+        && raw.version.len() <= MAX_VERSION
+        && raw.version.bytes().all(|b| b.is_ascii_graphic());
+    if !version_ok {
+        return Err(format!(
+            "metadata version must be 1-{MAX_VERSION} printable ASCII characters, got {:?}",
+            raw.version.chars().take(80).collect::<String>()
+        ));
+    }
+    if raw.description.len() > MAX_DESCRIPTION {
+        return Err(format!(
+            "metadata description is longer than {MAX_DESCRIPTION} bytes"
+        ));
+    }
+    if raw.kinds.len() > MAX_KINDS {
+        return Err(format!("metadata lists more than {MAX_KINDS} kinds"));
+    }
+    if raw
+        .settings_schema
+        .as_ref()
+        .is_some_and(|s| s.len() > MAX_SCHEMA)
+    {
+        return Err(format!(
+            "metadata settings schema is larger than {} KiB",
+            MAX_SCHEMA >> 10
+        ));
     }
     let settings_schema = raw
         .settings_schema
@@ -277,29 +326,35 @@ pub(crate) fn classify(
             source: None,
         };
     }
-    let (kind, message) = if state.limiter.hit_memory_cap {
-        (
+    let trap = error.downcast_ref::<wasmtime::Trap>();
+    let (kind, message) = match trap {
+        // These say exactly what happened, whatever came before.
+        Some(wasmtime::Trap::Interrupt) => {
+            (CrashKind::Deadline, "ran past its deadline".to_string())
+        }
+        Some(wasmtime::Trap::OutOfFuel) => (CrashKind::OutOfFuel, "ran out of fuel".to_string()),
+        Some(wasmtime::Trap::StackOverflow) => (
+            CrashKind::StackOverflow,
+            wasmtime::Trap::StackOverflow.to_string(),
+        ),
+        // A generic trap after a refused `memory.grow` is how language
+        // runtimes die of an allocation failure.
+        _ if state.limiter.hit_memory_cap => (
             CrashKind::OutOfMemory,
             format!(
                 "tried to grow its memory past the {} MiB cap ({})",
                 state.limiter.cap_mib(),
                 root_message(&error)
             ),
-        )
-    } else if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
-        match trap {
-            wasmtime::Trap::Interrupt => (CrashKind::Deadline, "ran past its deadline".to_string()),
-            wasmtime::Trap::OutOfFuel => (CrashKind::OutOfFuel, "ran out of fuel".to_string()),
-            wasmtime::Trap::StackOverflow => (CrashKind::StackOverflow, trap.to_string()),
-            other => (CrashKind::Trap, other.to_string()),
-        }
-    } else if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
-        (
-            CrashKind::Trap,
-            format!("called exit({}) instead of returning", exit.0),
-        )
-    } else {
-        (CrashKind::Trap, root_message(&error))
+        ),
+        Some(other) => (CrashKind::Trap, other.to_string()),
+        None => match error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            Some(exit) => (
+                CrashKind::Trap,
+                format!("called exit({}) instead of returning", exit.0),
+            ),
+            None => (CrashKind::Trap, root_message(&error)),
+        },
     };
     Error::Crashed {
         plugin: id.clone(),

@@ -260,8 +260,10 @@ pub(crate) struct MemoryLimiter {
     max_tables: usize,
     max_memories: usize,
     pub(crate) hit_memory_cap: bool,
-    /// The largest linear memory granted so far, in bytes.
+    /// The most linear memory (all memories together) granted so far.
     pub(crate) peak_memory: usize,
+    /// Linear memory (all memories together) granted now.
+    total_memory: usize,
 }
 
 impl MemoryLimiter {
@@ -273,6 +275,7 @@ impl MemoryLimiter {
             max_memories: limits.max_instances,
             hit_memory_cap: false,
             peak_memory: 0,
+            total_memory: 0,
         }
     }
 }
@@ -286,15 +289,19 @@ impl MemoryLimiter {
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_bytes {
+        // The cap is on all of the instance's linear memories together: a
+        // component may hold several.
+        let total = self.total_memory - current + desired;
+        if total > self.memory_bytes {
             self.hit_memory_cap = true;
             return Ok(false);
         }
-        self.peak_memory = self.peak_memory.max(desired);
+        self.total_memory = total;
+        self.peak_memory = self.peak_memory.max(total);
         Ok(true)
     }
 

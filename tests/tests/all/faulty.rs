@@ -118,7 +118,7 @@ async fn children_that_break_the_contract_are_refused_by_index() {
 async fn output_over_the_cap_is_refused() {
     let (kind, _, text) = crash(run("big-output").await.unwrap_err());
     assert_eq!(kind, CrashKind::OutputTooLarge);
-    assert!(text.contains("the limit is 4194304"), "{text}");
+    assert!(text.contains("limit of 4194304 bytes"), "{text}");
     // With a larger cap (and memory for it) the same plugin succeeds.
     let roomy = faulty("big-output").await.with_limits(
         Limits::default()

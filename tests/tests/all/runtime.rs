@@ -195,6 +195,23 @@ async fn the_cache_is_used_and_bad_entries_are_recompiled() {
         assert_eq!(expand(again, &composite).await, expected);
     }
 
+    // An entry others could have written is not trusted: recompiled.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            runtime()
+                .load_file(DATABASE)
+                .await
+                .unwrap()
+                .artifact_source(),
+            ArtifactSource::Cache
+        );
+        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let shared = runtime().load_file(DATABASE).await.unwrap();
+        assert_eq!(shared.artifact_source(), ArtifactSource::Compiled);
+        assert_eq!(expand(shared, &composite).await, expected);
+    }
+
     // An engine with another configuration (fuel on) never reads this
     // engine's artifact: its key differs.
     let fuel = Runtime::builder()

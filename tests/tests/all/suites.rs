@@ -199,6 +199,20 @@ fn bad_suites_are_errors_naming_file_and_case() {
             "{name}: {stderr}"
         );
     }
+    let (code, _, stderr) = tessera_test(&[
+        dir.path().to_str().unwrap(),
+        "--output",
+        "junit",
+        "a.xml",
+        "--output",
+        "junit",
+        "b.xml",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--output takes one format and one file, once"),
+        "{stderr}"
+    );
     let (code, _, stderr) = tessera_test(&[tempfile::tempdir().unwrap().path().to_str().unwrap()]);
     assert_eq!(code, 2);
     assert!(

@@ -52,6 +52,12 @@ pub fn expand(request: CompositionRequest) -> Result<Expansion> {
         }
         "exit" => std::process::exit(3),
         "abort" => std::process::abort(),
+        "sleep-forever" => {
+            // Parks in a WASI poll: no guest code runs, so only the host's
+            // wall-clock bound can end the call.
+            std::thread::sleep(std::time::Duration::from_secs(u64::MAX / 4));
+            Ok(ok)
+        }
         "unreachable" => unreachable_instruction(),
         "recurse" => Ok(ok.finding(Finding::info(format!("depth {}", recurse(0))))),
         "allocate" => {
