@@ -348,6 +348,20 @@ pub(crate) fn classify(
             ),
         ),
         Some(other) => (CrashKind::Trap, other.to_string()),
+        // wasmtime's hostcall fuel ran out while copying the answer (see
+        // `Runtime::new_store`); its error type is private, its message is
+        // not.
+        None if root_message(&error)
+            .contains("fuel allocated for hostcalls has been exhausted") =>
+        {
+            (
+                CrashKind::OutputTooLarge,
+                format!(
+                    "returned more data than the host copies for one call ({} bytes)",
+                    state.hostcall_budget
+                ),
+            )
+        }
         None => match error.downcast_ref::<wasmtime_wasi::I32Exit>() {
             Some(exit) => (
                 CrashKind::Trap,

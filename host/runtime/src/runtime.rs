@@ -400,6 +400,12 @@ impl Runtime {
     ) -> Store<State> {
         let mut store = Store::new(&inner.engine, State::new(limits, env, seed));
         store.limiter(|state| &mut state.limiter);
+        // wasmtime counts every byte and list element it copies out of the
+        // guest (results and host-call arguments) against "hostcall fuel".
+        // Bounding it by the output cap means an answer whose list entries
+        // all point at one large string cannot make the host copy more than
+        // this, whatever the plugin's memory holds.
+        store.set_hostcall_fuel(store.data().hostcall_budget);
         let ticks = limits.deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64;
         // +1: the current tick may be about to end.
         store.set_epoch_deadline(ticks.max(1) + 1);
@@ -415,6 +421,16 @@ impl Runtime {
     pub(crate) fn metadata_env(plugin: &str, limits: &Limits) -> HostEnv {
         HostEnv::new(plugin, ReadAccess::none(), None, limits)
     }
+}
+
+/// What one evaluation may make the host copy out of the guest: twice the
+/// output cap (list elements are counted at their host size too) plus 1 MiB
+/// for logs and host-call arguments.
+pub(crate) fn hostcall_budget(limits: &Limits) -> usize {
+    limits
+        .max_output_bytes
+        .saturating_mul(2)
+        .saturating_add(1 << 20)
 }
 
 /// A core module starts with the magic and version 1; a component uses the

@@ -24,6 +24,8 @@ pub(crate) struct State {
     pub(crate) env: HostEnv,
     pub(crate) stdout: CapturedOutput,
     pub(crate) stderr: CapturedOutput,
+    /// What the host copies out of the guest at most in one evaluation.
+    pub(crate) hostcall_budget: usize,
 }
 
 /// What the host interfaces answer from, for one evaluation.
@@ -133,6 +135,7 @@ impl State {
             env,
             stdout,
             stderr,
+            hostcall_budget: crate::runtime::hostcall_budget(limits),
         }
     }
 }

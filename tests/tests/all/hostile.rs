@@ -68,6 +68,8 @@ fn parse_limits(cell: &str) -> Limits {
             "memory" => {
                 limits.memory_bytes(value.trim_end_matches("MiB").parse::<usize>().unwrap() << 20)
             }
+            "output" => limits
+                .max_output_bytes(value.trim_end_matches("MiB").parse::<usize>().unwrap() << 20),
             other => panic!("unknown limit {other}"),
         };
     }
