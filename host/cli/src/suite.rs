@@ -331,6 +331,18 @@ pub fn load_suite(path: &Path) -> Result<Vec<Case>, SuiteError> {
                     )));
                 }
             };
+            let misplaced = misplaced_expectations(&kind, &case.expect);
+            if !misplaced.is_empty() {
+                return Err(err(format!(
+                    "{at}: expect.{} does not apply to a {} case",
+                    misplaced.join(", expect."),
+                    match kind {
+                        CaseKind::Composition(_) => "composition",
+                        CaseKind::Policy(_) => "policy",
+                        CaseKind::Pipeline(_) => "pipeline",
+                    }
+                )));
+            }
             Ok(Case {
                 suite: path.to_path_buf(),
                 name: case.name,
@@ -338,6 +350,40 @@ pub fn load_suite(path: &Path) -> Result<Vec<Case>, SuiteError> {
                 expect: case.expect,
             })
         })
+        .collect()
+}
+
+/// Expectations a case of this kind would silently ignore: an error, so that
+/// a misplaced expectation never passes without being checked.
+fn misplaced_expectations(kind: &CaseKind, expect: &Expect) -> Vec<&'static str> {
+    let given = [
+        ("childNames", expect.child_names.is_some()),
+        ("children", expect.children.is_some()),
+        ("golden", expect.golden.is_some()),
+        ("status", expect.status.is_some()),
+        ("ready", expect.ready.is_some()),
+        ("allowed", expect.allowed.is_some()),
+        ("findings", expect.findings.is_some()),
+        ("verdicts", expect.verdicts.is_some()),
+        ("error", expect.error.is_some()),
+    ];
+    let applies: &[&str] = match kind {
+        CaseKind::Composition(_) => &[
+            "childNames",
+            "children",
+            "golden",
+            "status",
+            "ready",
+            "findings",
+            "error",
+        ],
+        CaseKind::Policy(_) => &["allowed", "findings", "error"],
+        CaseKind::Pipeline(_) => &["childNames", "children", "golden", "allowed", "verdicts"],
+    };
+    given
+        .into_iter()
+        .filter(|(name, present)| *present && !applies.contains(name))
+        .map(|(name, _)| name)
         .collect()
 }
 

@@ -183,6 +183,11 @@ fn bad_suites_are_errors_naming_file_and_case() {
             "case 0 (\"a\"): needs exactly one of composition, policy, pipeline",
         ),
         (
+            "misplaced.tessera.yaml",
+            "apiVersion: tessera.dev/v1alpha1\nkind: TestSuite\ncases:\n- name: a\n  policy: {plugin: p}\n  expect: {allowed: true, ready: true, childNames: []}\n",
+            "case 0 (\"a\"): expect.childNames, expect.ready does not apply to a policy case",
+        ),
+        (
             "twice.tessera.yaml",
             "apiVersion: tessera.dev/v1alpha1\nkind: TestSuite\ncases:\n- name: a\n  policy: {plugin: p}\n- name: a\n  policy: {plugin: p}\n",
             "case 1 (\"a\"): another case has this name",
