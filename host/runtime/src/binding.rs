@@ -442,7 +442,9 @@ pub(crate) async fn within<T>(
 ) -> std::result::Result<T, (Phase, wasmtime::Error)> {
     // Two ticks of slack so the epoch, which stops the guest where it is,
     // normally fires first.
-    let limit = limits.deadline + crate::runtime::EPOCH_TICK * 2;
+    let limit = limits
+        .deadline
+        .saturating_add(crate::runtime::EPOCH_TICK * 2);
     match tokio::time::timeout(limit, evaluation).await {
         Ok(result) => result,
         Err(_) => Err((phase, wasmtime::Error::new(wasmtime::Trap::Interrupt))),

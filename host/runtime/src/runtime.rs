@@ -406,9 +406,10 @@ impl Runtime {
         // all point at one large string cannot make the host copy more than
         // this, whatever the plugin's memory holds.
         store.set_hostcall_fuel(store.data().hostcall_budget);
-        let ticks = limits.deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64;
+        let ticks = u64::try_from(limits.deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos()))
+            .unwrap_or(u64::MAX / 2);
         // +1: the current tick may be about to end.
-        store.set_epoch_deadline(ticks.max(1) + 1);
+        store.set_epoch_deadline(ticks.max(1).saturating_add(1));
         store.epoch_deadline_trap();
         if inner.fuel {
             // Without a budget, fuel is still counted (for reporting), with
