@@ -343,7 +343,7 @@ where
 /// One line, safe for a terminal: newlines fold to ` | `, and other control
 /// characters (a plugin's text may carry `\r` or escape sequences that would
 /// rewrite what the operator sees) become `\u{fffd}`.
-fn one_line(message: &str) -> String {
+pub(crate) fn one_line(message: &str) -> String {
     message
         .trim()
         .replace("\r\n", "\n")

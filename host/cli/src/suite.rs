@@ -298,8 +298,13 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), SuiteError> {
 pub fn load_suite(path: &Path) -> Result<Vec<Case>, SuiteError> {
     let text =
         std::fs::read_to_string(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
-    let suite: SuiteFile = serde_yaml_ng::from_str(&text)
-        .map_err(|e| err(format!("{}: {}", path.display(), one_line(&e.to_string()))))?;
+    let suite: SuiteFile = serde_yaml_ng::from_str(&text).map_err(|e| {
+        err(format!(
+            "{}: {}",
+            path.display(),
+            crate::one_line(&e.to_string())
+        ))
+    })?;
     if suite.api_version != API_VERSION || suite.kind != "TestSuite" {
         return Err(err(format!(
             "{}: expected apiVersion {API_VERSION} and kind TestSuite, got {} {}",
@@ -385,10 +390,6 @@ fn misplaced_expectations(kind: &CaseKind, expect: &Expect) -> Vec<&'static str>
         .filter(|(name, present)| *present && !applies.contains(name))
         .map(|(name, _)| name)
         .collect()
-}
-
-fn one_line(text: &str) -> String {
-    text.trim().replace('\n', " | ")
 }
 
 /// Loads plugins once per run, by resolved path.
