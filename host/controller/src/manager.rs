@@ -1,0 +1,359 @@
+//! Keeps one [`KindController`] per `Composition` in line with the
+//! compositions and policies in the cluster, and keeps the policy store in
+//! line with the `Policy` objects. A change to a composition, to its plugin's
+//! bytes or to a policy it names rolls out to every composite without a
+//! restart.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+use serde_json::{Value, json};
+use tessera_runtime::{Binding, SecretKey, World};
+use tokio_util::sync::CancellationToken;
+
+use crate::compose::{Compiled, KindController, Shared};
+use crate::crd::{Composition, Policy};
+use crate::plugins::PluginLoader;
+use crate::policies::LoadedPolicy;
+
+/// Watches `Policy` objects and reloads the store on every change and every
+/// `resync` (for plugins read from files that may have been replaced).
+/// Writes policy status only when `write_status`.
+pub async fn run_policies(
+    shared: Arc<Shared>,
+    loader: Arc<PluginLoader>,
+    resync: Duration,
+    write_status: impl Fn() -> bool,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let api: Api<Policy> = Api::all(shared.client.clone());
+    let writer = reflector::store::Writer::default();
+    let store: Store<Policy> = writer.as_reader();
+    let mut events = watcher(api.clone(), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .boxed();
+    let mut tick = tokio::time::interval(resync);
+    let mut written: HashMap<String, Value> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            event = events.next() => match event {
+                None => anyhow::bail!("the Policy watch ended"),
+                Some(Err(error)) => { tracing::warn!(%error, "Policy watch"); continue; }
+                Some(Ok(_)) => {}
+            },
+            _ = tick.tick() => {}
+        }
+        if store.wait_until_ready().now_or_never_ready() {
+            continue;
+        }
+        let objects = store.state();
+        shared.policies.sync(&loader, &objects).await;
+        if !write_status() {
+            continue;
+        }
+        for object in &objects {
+            let name = object.name_any();
+            let Some(loaded) = shared.policies.get(&name) else { continue };
+            let status = loaded_status(&loaded.binding, object.metadata.generation, &object.status.as_ref().map(|s| &s.conditions));
+            if object.status.as_ref().map(|s| serde_json::to_value(s).unwrap_or_default()) == Some(status.clone())
+                || written.get(&name) == Some(&status)
+            {
+                continue;
+            }
+            match api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
+                .await
+            {
+                Ok(_) => {
+                    written.insert(name, status);
+                }
+                Err(error) => tracing::warn!(policy = name, %error, "writing Policy status"),
+            }
+        }
+    }
+}
+
+trait ReadyNow {
+    /// True while the store has not finished its first list.
+    fn now_or_never_ready(self) -> bool;
+}
+
+impl<F: std::future::Future> ReadyNow for F {
+    fn now_or_never_ready(self) -> bool {
+        futures::FutureExt::now_or_never(self).is_none()
+    }
+}
+
+/// Status of a `Composition` or `Policy`: a `Ready` condition, the observed
+/// generation and the plugin digest.
+fn loaded_status(
+    binding: &Result<Binding, String>,
+    generation: Option<i64>,
+    old: &Option<&Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>>,
+) -> Value {
+    let (status, reason, message, digest) = match binding {
+        Ok(binding) => (
+            "True",
+            "PluginLoaded",
+            format!("{}", binding.plugin().id()),
+            Some(binding.plugin().digest().to_string()),
+        ),
+        Err(error) => ("False", "PluginUnavailable", error.clone(), None),
+    };
+    let transition = old
+        .and_then(|conditions| conditions.iter().find(|c| c.type_ == "Ready" && c.status == status))
+        .map(|c| c.last_transition_time.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| {
+            k8s_openapi::jiff::Timestamp::now()
+                .strftime("%Y-%m-%dT%H:%M:%SZ")
+                .to_string()
+        });
+    let mut value = json!({
+        "conditions": [{
+            "type": "Ready",
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": transition,
+            "observedGeneration": generation,
+        }],
+    });
+    if let Some(generation) = generation {
+        value["observedGeneration"] = json!(generation);
+    }
+    if let Some(digest) = digest {
+        value["pluginDigest"] = json!(digest);
+    }
+    value
+}
+
+/// What a running kind controller was last configured with: when any of it
+/// changes, the composition is rolled out again.
+#[derive(Debug, Clone, PartialEq)]
+struct Fingerprint {
+    generation: Option<i64>,
+    plugin: Result<String, String>,
+    policies: Vec<(String, Option<i64>, Option<String>)>,
+}
+
+struct Running {
+    composite: (String, String),
+    fingerprint: Fingerprint,
+    controller: Arc<KindController>,
+}
+
+/// Watches `Composition` objects and runs one controller for each, until
+/// `cancel`; then stops every controller, letting running reconciles finish.
+pub async fn run_compositions(
+    shared: Arc<Shared>,
+    loader: Arc<PluginLoader>,
+    secret_key: Arc<SecretKey>,
+    resync: Duration,
+    concurrency: u16,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let api: Api<Composition> = Api::all(shared.client.clone());
+    let writer = reflector::store::Writer::default();
+    let store: Store<Composition> = writer.as_reader();
+    let mut events = watcher(api.clone(), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .boxed();
+    let mut policy_changes = shared.policies.subscribe();
+    let mut tick = tokio::time::interval(resync);
+    let mut running: BTreeMap<String, Running> = BTreeMap::new();
+    let result = loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break Ok(()),
+            event = events.next() => match event {
+                None => break Err(anyhow::anyhow!("the Composition watch ended")),
+                Some(Err(error)) => { tracing::warn!(%error, "Composition watch"); continue; }
+                Some(Ok(_)) => {}
+            },
+            _ = tick.tick() => {}
+            _ = policy_changes.changed() => {}
+        }
+        if store.wait_until_ready().now_or_never_ready() {
+            continue;
+        }
+        let mut compositions = store.state();
+        // The oldest composition of a kind wins; later ones report a conflict.
+        compositions.sort_by(|a, b| {
+            (a.meta().creation_timestamp.as_ref().map(|t| t.0), a.name_any())
+                .cmp(&(b.meta().creation_timestamp.as_ref().map(|t| t.0), b.name_any()))
+        });
+        let mut claimed: HashMap<(String, String), String> = HashMap::new();
+        let mut seen = Vec::new();
+        for composition in &compositions {
+            let name = composition.name_any();
+            seen.push(name.clone());
+            let spec = &composition.spec;
+            let key = (spec.composite.api_version.clone(), spec.composite.kind.clone());
+            let outcome = if let Some(owner) = claimed.get(&key) {
+                if let Some(old) = running.remove(&name) {
+                    old.controller.stop().await;
+                }
+                Err(("Conflict", format!("composition {owner} already composes {} {}", key.0, key.1)))
+            } else {
+                claimed.insert(key.clone(), name.clone());
+                sync_one(&shared, &loader, &secret_key, concurrency, composition, &mut running).await
+            };
+            write_composition_status(&api, composition, outcome).await;
+        }
+        let gone: Vec<String> = running.keys().filter(|n| !seen.contains(n)).cloned().collect();
+        for name in gone {
+            if let Some(old) = running.remove(&name) {
+                tracing::info!(composition = name, "composition deleted; stopping its controller");
+                old.controller.stop().await;
+            }
+        }
+    };
+    for (_, old) in running {
+        old.controller.stop().await;
+    }
+    result
+}
+
+/// Starts, updates or leaves alone the controller of one composition.
+/// Returns the plugin digest, or the reason and message of a failure.
+async fn sync_one(
+    shared: &Arc<Shared>,
+    loader: &PluginLoader,
+    secret_key: &Arc<SecretKey>,
+    concurrency: u16,
+    composition: &Composition,
+    running: &mut BTreeMap<String, Running>,
+) -> Result<String, (&'static str, String)> {
+    let name = composition.name_any();
+    let spec = &composition.spec;
+    let composite = (spec.composite.api_version.clone(), spec.composite.kind.clone());
+    let binding = bind(loader, secret_key, composition).await;
+    let policies: Vec<(String, Option<i64>, Option<String>)> = spec
+        .policies
+        .iter()
+        .map(|p| {
+            let loaded: Option<Arc<LoadedPolicy>> = shared.policies.get(p);
+            (
+                p.clone(),
+                loaded.as_ref().and_then(|l| l.generation),
+                loaded.as_ref().and_then(|l| l.digest().map(String::from)),
+            )
+        })
+        .collect();
+    let fingerprint = Fingerprint {
+        generation: composition.metadata.generation,
+        plugin: binding.as_ref().map(|b| b.plugin().digest().to_string()).map_err(Clone::clone),
+        policies,
+    };
+    let result = binding.as_ref().map(|b| b.plugin().digest().to_string()).map_err(|e| ("PluginUnavailable", e.clone()));
+    let compiled = Compiled {
+        composition: name.clone(),
+        binding,
+        policies: spec.policies.clone(),
+    };
+    match running.get_mut(&name) {
+        Some(current) if current.composite == composite => {
+            if current.fingerprint != fingerprint {
+                tracing::info!(composition = name, "composition changed; rolling out");
+                current.controller.update(compiled);
+                current.fingerprint = fingerprint;
+            }
+        }
+        _ => {
+            if let Some(old) = running.remove(&name) {
+                old.controller.stop().await;
+            }
+            let kind = shared
+                .kinds
+                .resolve(&shared.client, &composite.0, &composite.1)
+                .await
+                .map_err(|e| ("CompositeKindUnknown", e))?;
+            tracing::info!(composition = name, kind = composite.1, "starting a controller");
+            let controller = KindController::start(shared.clone(), kind, compiled, concurrency);
+            running.insert(
+                name,
+                Running {
+                    composite,
+                    fingerprint,
+                    controller,
+                },
+            );
+        }
+    }
+    result
+}
+
+async fn bind(loader: &PluginLoader, secret_key: &Arc<SecretKey>, composition: &Composition) -> Result<Binding, String> {
+    let spec = &composition.spec;
+    let plugin = loader.load(&spec.plugin).await?;
+    if plugin.world() != World::Composition {
+        return Err(format!(
+            "plugin {} is a {} plugin; a Composition needs a composition plugin",
+            plugin.id(),
+            plugin.world()
+        ));
+    }
+    let limits = match &spec.limits {
+        Some(limits) => limits.to_limits()?,
+        None => tessera_runtime::Limits::default(),
+    };
+    let settings = spec.settings.clone().unwrap_or(Value::Null);
+    let binding = Binding::new(plugin, settings).map_err(|e| format!("settings: {e}"))?;
+    Ok(binding.with_limits(limits).with_secret_key(secret_key.clone()))
+}
+
+async fn write_composition_status(
+    api: &Api<Composition>,
+    composition: &Composition,
+    outcome: Result<String, (&'static str, String)>,
+) {
+    let binding_like: Result<String, String> = outcome.clone().map_err(|(_, m)| m);
+    let old = composition.status.as_ref().map(|s| &s.conditions);
+    let (status, reason, message, digest) = match &outcome {
+        Ok(digest) => ("True", "PluginLoaded", format!("plugin {digest} loaded"), Some(digest.clone())),
+        Err((reason, message)) => ("False", *reason, message.clone(), None),
+    };
+    let _ = binding_like;
+    let transition = old
+        .and_then(|conditions| conditions.iter().find(|c| c.type_ == "Ready" && c.status == status))
+        .map(|c| c.last_transition_time.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| {
+            k8s_openapi::jiff::Timestamp::now()
+                .strftime("%Y-%m-%dT%H:%M:%SZ")
+                .to_string()
+        });
+    let generation = composition.metadata.generation;
+    let new = json!({
+        "conditions": [{
+            "type": "Ready", "status": status, "reason": reason, "message": message,
+            "lastTransitionTime": transition, "observedGeneration": generation,
+        }],
+        "observedGeneration": generation,
+        "pluginDigest": digest,
+    });
+    let current = composition
+        .status
+        .as_ref()
+        .map(|s| serde_json::to_value(s).unwrap_or_default())
+        .unwrap_or(Value::Null);
+    let same = current.get("conditions") == new.get("conditions")
+        && current.get("observedGeneration") == new.get("observedGeneration")
+        && current.get("pluginDigest").unwrap_or(&Value::Null) == &new["pluginDigest"];
+    if same {
+        return;
+    }
+    if let Err(error) = api
+        .patch_status(&composition.name_any(), &PatchParams::default(), &Patch::Merge(json!({"status": new})))
+        .await
+    {
+        tracing::warn!(composition = composition.name_any(), %error, "writing Composition status");
+    }
+}

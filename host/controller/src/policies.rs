@@ -1,0 +1,362 @@
+//! Policies: loaded from `Policy` objects, judged on children (by the
+//! controller) and on admission requests (by the webhook).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use serde_json::Value;
+use tessera_runtime::{Binding, Operation, Review, Severity, World};
+use tokio::sync::watch;
+
+use crate::crd::{FailurePolicy, Policy, PolicyMode, PolicySpec};
+use crate::plugins::PluginLoader;
+
+/// A policy as loaded: its spec and its plugin bound to its settings, or why
+/// that failed.
+#[derive(Debug)]
+pub struct LoadedPolicy {
+    /// The `Policy` object's name.
+    pub name: String,
+    /// Its spec.
+    pub spec: PolicySpec,
+    /// Its generation.
+    pub generation: Option<i64>,
+    /// The bound plugin, or the one-line reason it could not be loaded.
+    pub binding: Result<Binding, String>,
+}
+
+impl LoadedPolicy {
+    /// The plugin's digest, when loaded.
+    pub fn digest(&self) -> Option<&str> {
+        self.binding.as_ref().ok().map(|b| b.plugin().digest())
+    }
+}
+
+/// What one policy said about one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Judgement {
+    /// Allowed; `warnings` are findings worth showing.
+    Allow {
+        /// Warnings to pass on.
+        warnings: Vec<String>,
+    },
+    /// Denied (an enforcing policy denied, or a failing policy with
+    /// `failurePolicy: Fail`).
+    Deny {
+        /// Why, naming the policy.
+        message: String,
+        /// Whether the plugin failed rather than denied.
+        failed: bool,
+    },
+}
+
+/// The loaded policies, by name. Shared by the controller and the webhook.
+#[derive(Debug)]
+pub struct PolicyStore {
+    policies: RwLock<HashMap<String, Arc<LoadedPolicy>>>,
+    version: watch::Sender<u64>,
+    deadline_cap: Duration,
+}
+
+impl PolicyStore {
+    /// An empty store. Every policy's deadline is capped at `deadline_cap`
+    /// (well under the API server's webhook timeout).
+    pub fn new(deadline_cap: Duration) -> Self {
+        PolicyStore {
+            policies: RwLock::new(HashMap::new()),
+            version: watch::Sender::new(0),
+            deadline_cap,
+        }
+    }
+
+    /// The policy named `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<LoadedPolicy>> {
+        self.policies.read().expect("policy lock").get(name).cloned()
+    }
+
+    /// All policies, by name.
+    pub fn all(&self) -> Vec<Arc<LoadedPolicy>> {
+        let mut all: Vec<_> = self
+            .policies
+            .read()
+            .expect("policy lock")
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Changes whenever a policy was added, changed or removed.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    /// Brings the store in line with `objects`: loads new and changed
+    /// policies, drops deleted ones. Returns the policies (re)loaded.
+    pub async fn sync(&self, loader: &PluginLoader, objects: &[Arc<Policy>]) -> Vec<Arc<LoadedPolicy>> {
+        let mut changed = Vec::new();
+        let mut next = HashMap::new();
+        for object in objects {
+            let Some(name) = object.metadata.name.clone() else {
+                continue;
+            };
+            let generation = object.metadata.generation;
+            let current = self.get(&name);
+            // Reload when the spec changed, and for path plugins on every
+            // sync (the file may have been replaced; loading an unchanged
+            // file costs a read and a hash).
+            let binding = self.bind(loader, &name, &object.spec).await;
+            let same = current.as_ref().is_some_and(|c| {
+                c.generation == generation
+                    && c.spec == object.spec
+                    && match (&c.binding, &binding) {
+                        (Ok(a), Ok(b)) => a.plugin().digest() == b.plugin().digest(),
+                        (Err(a), Err(b)) => a == b,
+                        _ => false,
+                    }
+            });
+            let loaded = match current {
+                Some(current) if same => current,
+                _ => {
+                    let loaded = Arc::new(LoadedPolicy {
+                        name: name.clone(),
+                        spec: object.spec.clone(),
+                        generation,
+                        binding,
+                    });
+                    changed.push(loaded.clone());
+                    loaded
+                }
+            };
+            next.insert(name, loaded);
+        }
+        let removed = {
+            let mut policies = self.policies.write().expect("policy lock");
+            let removed = policies.keys().any(|k| !next.contains_key(k));
+            *policies = next;
+            removed
+        };
+        if removed || !changed.is_empty() {
+            self.version.send_modify(|v| *v += 1);
+        }
+        changed
+    }
+
+    async fn bind(&self, loader: &PluginLoader, name: &str, spec: &PolicySpec) -> Result<Binding, String> {
+        let plugin = loader.load(&spec.plugin).await?;
+        if plugin.world() != World::Policy {
+            return Err(format!(
+                "plugin {} is a {} plugin; a Policy needs a policy plugin",
+                plugin.id(),
+                plugin.world()
+            ));
+        }
+        let mut limits = match &spec.limits {
+            Some(limits) => limits.to_limits()?,
+            None => tessera_runtime::Limits::default(),
+        };
+        if limits.get_deadline() > self.deadline_cap {
+            limits = limits.deadline(self.deadline_cap);
+        }
+        let settings = spec.settings.clone().unwrap_or(Value::Null);
+        let binding = Binding::new(plugin, settings).map_err(|e| format!("settings: {e}"))?;
+        tracing::debug!(policy = name, "policy plugin loaded");
+        Ok(binding.with_limits(limits))
+    }
+}
+
+/// Runs one policy on `review` and turns its verdict, mode and failure
+/// policy into a [`Judgement`]. `subject` names the object in messages.
+pub async fn judge(policy: &LoadedPolicy, review: &Review, subject: &str) -> Judgement {
+    let spec = &policy.spec;
+    let failure = |error: String| match spec.failure_policy {
+        FailurePolicy::Fail => Judgement::Deny {
+            message: format!("policy {} failed on {subject}: {error}", policy.name),
+            failed: true,
+        },
+        FailurePolicy::Ignore => Judgement::Allow {
+            warnings: vec![format!(
+                "policy {} failed on {subject} (failurePolicy Ignore): {error}",
+                policy.name
+            )],
+        },
+    };
+    let binding = match &policy.binding {
+        Ok(binding) => binding,
+        Err(error) => return failure(format!("not loaded: {error}")),
+    };
+    let verdict = match binding.validate(review).await {
+        Ok(verdict) => verdict,
+        Err(error) => return failure(one_line(&error.to_string())),
+    };
+    let findings = |severities: &[Severity]| -> Vec<String> {
+        verdict
+            .findings
+            .iter()
+            .filter(|f| severities.contains(&f.severity))
+            .map(|f| match &f.field {
+                Some(field) => format!("{field}: {}", f.message),
+                None => f.message.clone(),
+            })
+            .collect()
+    };
+    if verdict.allowed {
+        let warnings = findings(&[Severity::Warning])
+            .into_iter()
+            .map(|w| format!("policy {}: {w}", policy.name))
+            .collect();
+        return Judgement::Allow { warnings };
+    }
+    let mut reasons = findings(&[Severity::Error]);
+    if reasons.is_empty() {
+        reasons = findings(&[Severity::Warning, Severity::Info]);
+    }
+    if reasons.is_empty() {
+        reasons.push("denied without a finding".into());
+    }
+    let message = format!("policy {} denied {subject}: {}", policy.name, reasons.join("; "));
+    match spec.mode {
+        PolicyMode::Enforce => Judgement::Deny {
+            message,
+            failed: false,
+        },
+        PolicyMode::Audit => Judgement::Allow {
+            warnings: vec![format!("(audit) {message}")],
+        },
+    }
+}
+
+/// Whether `policy` takes an admission request for `group`/`kind` and
+/// `operation` on an object in a namespace with `namespace_labels` (`None`
+/// for cluster-scoped objects).
+pub fn matches(
+    policy: &PolicySpec,
+    group: &str,
+    kind: &str,
+    operation: Operation,
+    namespace_labels: Option<&BTreeMap<String, String>>,
+) -> bool {
+    let operation = match operation {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+    };
+    let any_rule = policy.match_.rules.iter().any(|rule| {
+        let has = |list: &[String], value: &str| list.iter().any(|v| v == "*" || v == value);
+        let operation_matches = if rule.operations.is_empty() {
+            operation != "DELETE"
+        } else {
+            has(&rule.operations, operation)
+        };
+        has(&rule.api_groups, group) && has(&rule.kinds, kind) && operation_matches
+    });
+    if !any_rule {
+        return false;
+    }
+    match (&policy.match_.namespace_selector, namespace_labels) {
+        (Some(selector), Some(labels)) => selector_matches(selector, labels),
+        _ => true,
+    }
+}
+
+/// Kubernetes label-selector semantics: every `matchLabels` entry and every
+/// `matchExpressions` requirement must hold.
+pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let labels_hold = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let expressions_hold = selector.match_expressions.iter().flatten().all(|e| {
+        let values = e.values.as_deref().unwrap_or_default();
+        let value = labels.get(&e.key);
+        match e.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    });
+    labels_hold && expressions_hold
+}
+
+/// The first line of `text`, without control characters.
+pub(crate) fn one_line(text: &str) -> String {
+    text.lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{MatchRule, PluginSource, PolicyMatch};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+
+    fn spec(rules: Vec<MatchRule>, selector: Option<LabelSelector>) -> PolicySpec {
+        PolicySpec {
+            plugin: PluginSource::default(),
+            settings: None,
+            limits: None,
+            match_: PolicyMatch {
+                rules,
+                namespace_selector: selector,
+            },
+            mode: PolicyMode::Enforce,
+            failure_policy: FailurePolicy::Fail,
+        }
+    }
+
+    fn rule(groups: &[&str], kinds: &[&str], operations: &[&str]) -> MatchRule {
+        let strings = |l: &[&str]| l.iter().map(|s| s.to_string()).collect();
+        MatchRule {
+            api_groups: strings(groups),
+            kinds: strings(kinds),
+            operations: strings(operations),
+        }
+    }
+
+    #[test]
+    fn rules_match_group_kind_and_operation() {
+        let policy = spec(vec![rule(&[""], &["ConfigMap"], &[])], None);
+        assert!(matches(&policy, "", "ConfigMap", Operation::Create, None));
+        assert!(matches(&policy, "", "ConfigMap", Operation::Update, None));
+        assert!(!matches(&policy, "", "ConfigMap", Operation::Delete, None));
+        assert!(!matches(&policy, "apps", "ConfigMap", Operation::Create, None));
+        assert!(!matches(&policy, "", "Secret", Operation::Create, None));
+        let any = spec(vec![rule(&["*"], &["*"], &["DELETE"])], None);
+        assert!(matches(&any, "apps", "Deployment", Operation::Delete, None));
+        assert!(!matches(&any, "apps", "Deployment", Operation::Create, None));
+        assert!(!matches(&spec(vec![], None), "", "ConfigMap", Operation::Create, None));
+    }
+
+    #[test]
+    fn namespace_selectors() {
+        let selector = LabelSelector {
+            match_labels: Some([("env".to_string(), "prod".to_string())].into()),
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "team".into(),
+                operator: "NotIn".into(),
+                values: Some(vec!["sandbox".into()]),
+            }]),
+        };
+        let policy = spec(vec![rule(&["*"], &["*"], &[])], Some(selector));
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let prod = labels(&[("env", "prod")]);
+        let sandbox = labels(&[("env", "prod"), ("team", "sandbox")]);
+        assert!(matches(&policy, "", "ConfigMap", Operation::Create, Some(&prod)));
+        assert!(!matches(&policy, "", "ConfigMap", Operation::Create, Some(&sandbox)));
+        assert!(!matches(&policy, "", "ConfigMap", Operation::Create, Some(&labels(&[]))));
+        // Cluster-scoped objects have no namespace to select.
+        assert!(matches(&policy, "", "Namespace", Operation::Create, None));
+    }
+}

@@ -1,0 +1,230 @@
+//! The validating admission webhook: HTTPS, `AdmissionReview` v1 on
+//! `POST /validate`, every matching `Policy` run concurrently under one
+//! budget well under the API server's webhook timeout.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::runtime::reflector::{ObjectRef, Store};
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tessera_admission::{AdmissionRequest, Answer};
+use tessera_runtime::{Operation, Review, UserInfo};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::crd::FailurePolicy;
+use crate::policies::{Judgement, PolicyStore, judge, matches};
+
+/// The largest AdmissionReview body read (the API server's own limit on an
+/// object is 3 MiB; a review carries two).
+const MAX_BODY: usize = 8 << 20;
+
+/// What the webhook needs to answer.
+#[derive(Debug)]
+pub struct Webhook {
+    /// Loaded policies.
+    pub policies: Arc<PolicyStore>,
+    /// Namespaces, for namespace selectors.
+    pub namespaces: Store<Namespace>,
+    /// Time for all matching policies together.
+    pub budget: Duration,
+}
+
+/// A TLS server configuration from PEM files (certificate chain, key).
+pub fn tls_config(cert_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<Arc<ServerConfig>> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("webhook certificate: {e}"))?;
+    if certs.is_empty() {
+        anyhow::bail!("webhook certificate: no certificate in the PEM");
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| anyhow::anyhow!("webhook key: {e}"))?;
+    let config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| anyhow::anyhow!("webhook certificate and key: {e}"))?;
+    Ok(Arc::new(config))
+}
+
+/// Serves until `cancel`, then stops accepting and lets open requests end.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    webhook: Arc<Webhook>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let acceptor = TlsAcceptor::from(tls);
+    let connections = tokio_util::task::TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "accepting a webhook connection");
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let webhook = webhook.clone();
+        let cancel = cancel.clone();
+        connections.spawn(async move {
+            if let Err(error) = connection(stream, peer, acceptor, webhook, cancel).await {
+                tracing::debug!(%peer, %error, "webhook connection");
+            }
+        });
+    }
+    connections.close();
+    let _ = tokio::time::timeout(Duration::from_secs(10), connections.wait()).await;
+    Ok(())
+}
+
+async fn connection(
+    stream: tokio::net::TcpStream,
+    _peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    webhook: Arc<Webhook>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let tls = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await??;
+    let service = hyper::service::service_fn(move |request| {
+        let webhook = webhook.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle(&webhook, request).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .serve_connection(TokioIo::new(tls), service);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => result.map_err(|e| anyhow::anyhow!(e))?,
+        _ = cancel.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await.map_err(|e| anyhow::anyhow!(e))?;
+        }
+    }
+    Ok(())
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.into())));
+    *response.status_mut() = status;
+    response
+}
+
+async fn handle(webhook: &Webhook, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    match (request.method(), request.uri().path()) {
+        (&Method::GET, "/healthz" | "/readyz") => text(StatusCode::OK, "ok"),
+        (&Method::POST, "/validate") => {
+            let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
+                Ok(body) => body.to_bytes(),
+                Err(error) => return text(StatusCode::PAYLOAD_TOO_LARGE, format!("reading the body: {error}")),
+            };
+            let admission = match tessera_admission::decode(&body) {
+                Ok(admission) => admission,
+                Err(error) => return text(StatusCode::BAD_REQUEST, format!("AdmissionReview: {error}")),
+            };
+            let answer = webhook.review(&admission).await;
+            let mut response = Response::new(Full::new(Bytes::from(answer.to_json())));
+            response
+                .headers_mut()
+                .insert(hyper::header::CONTENT_TYPE, "application/json".parse().expect("a header value"));
+            response
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+impl Webhook {
+    /// Runs every policy matching `request` and combines their answers: any
+    /// deny denies (all deny messages, `; `-separated); warnings are passed
+    /// on. When the budget runs out, the request is denied if any matching
+    /// policy fails closed, else allowed with a warning.
+    pub async fn review(&self, request: &AdmissionRequest) -> Answer {
+        let operation = match request.operation {
+            tessera_admission::Operation::Create => Operation::Create,
+            tessera_admission::Operation::Update => Operation::Update,
+            tessera_admission::Operation::Delete => Operation::Delete,
+        };
+        let labels: Option<BTreeMap<String, String>> = if request.namespace.is_empty() {
+            None
+        } else {
+            Some(
+                self.namespaces
+                    .get(&ObjectRef::new(&request.namespace))
+                    .and_then(|ns| ns.metadata.labels.clone())
+                    .unwrap_or_default(),
+            )
+        };
+        let matched: Vec<_> = self
+            .policies
+            .all()
+            .into_iter()
+            .filter(|p| matches(&p.spec, &request.kind.group, &request.kind.kind, operation, labels.as_ref()))
+            .collect();
+        if matched.is_empty() {
+            return Answer::allow(&request.uid);
+        }
+        let review = Review {
+            operation,
+            object: request.object.clone(),
+            old_object: request.old_object.clone(),
+            user_info: UserInfo {
+                username: request.user_info.username.clone(),
+                uid: request.user_info.uid.clone(),
+                groups: request.user_info.groups.clone(),
+            },
+        };
+        let subject = if request.namespace.is_empty() {
+            format!("{} {}", request.kind.kind, request.name)
+        } else {
+            format!("{} {}/{}", request.kind.kind, request.namespace, request.name)
+        };
+        let judged = tokio::time::timeout(
+            self.budget,
+            futures::future::join_all(matched.iter().map(|p| judge(p, &review, &subject))),
+        )
+        .await;
+        let judgements = match judged {
+            Ok(judgements) => judgements,
+            Err(_) => {
+                let message = format!("policies did not answer within {:?}", self.budget);
+                return if matched.iter().any(|p| p.spec.failure_policy == FailurePolicy::Fail) {
+                    Answer::deny(&request.uid, message)
+                } else {
+                    Answer::allow(&request.uid).warn(message)
+                };
+            }
+        };
+        let mut denials = Vec::new();
+        let mut warnings = Vec::new();
+        for judgement in judgements {
+            match judgement {
+                Judgement::Allow { warnings: w } => warnings.extend(w),
+                Judgement::Deny { message, .. } => denials.push(message),
+            }
+        }
+        let mut answer = if denials.is_empty() {
+            Answer::allow(&request.uid)
+        } else {
+            Answer::deny(&request.uid, denials.join("; "))
+        };
+        for warning in warnings {
+            answer = answer.warn(warning);
+        }
+        answer
+    }
+}
