@@ -14,9 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions,
-};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -136,20 +134,31 @@ fn fail(reason: &'static str, message: impl Into<String>) -> ReconcileError {
 
 impl KindController {
     /// Starts a controller for composites of `kind`.
-    pub fn start(shared: Arc<Shared>, kind: Kind, compiled: Compiled, concurrency: u16) -> Arc<Self> {
+    pub fn start(
+        shared: Arc<Shared>,
+        kind: Kind,
+        compiled: Compiled,
+        concurrency: u16,
+    ) -> Arc<Self> {
         let api: Api<DynamicObject> = Api::all_with(shared.client.clone(), &kind.resource);
         let (trigger, triggers) = mpsc::unbounded_channel();
         let cancel = CancellationToken::new();
-        let controller = Controller::new_with(api, watcher::Config::default(), kind.resource.clone())
-            .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-            .reconcile_on(tokio_stream_from(triggers))
-            .graceful_shutdown_on({
-                let cancel = cancel.clone();
-                async move { cancel.cancelled().await }
-            });
+        let controller =
+            Controller::new_with(api, watcher::Config::default(), kind.resource.clone())
+                .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+                .reconcile_on(tokio_stream_from(triggers))
+                .graceful_shutdown_on({
+                    let cancel = cancel.clone();
+                    async move { cancel.cancelled().await }
+                });
         let store = controller.store();
         let this = Arc::new(KindController {
-            children: ChildWatches::new(shared.client.clone(), trigger.clone(), kind.clone(), cancel.clone()),
+            children: ChildWatches::new(
+                shared.client.clone(),
+                trigger.clone(),
+                kind.clone(),
+                cancel.clone(),
+            ),
             kind,
             compiled: RwLock::new(Arc::new(compiled)),
             trigger,
@@ -179,9 +188,10 @@ impl KindController {
     pub fn update(&self, compiled: Compiled) {
         *self.compiled.write().expect("compiled lock") = Arc::new(compiled);
         for composite in self.store.state() {
-            let _ = self
-                .trigger
-                .send(ObjectRef::from_obj_with(composite.as_ref(), self.kind.resource.clone()));
+            let _ = self.trigger.send(ObjectRef::from_obj_with(
+                composite.as_ref(),
+                self.kind.resource.clone(),
+            ));
         }
     }
 
@@ -201,7 +211,11 @@ fn tokio_stream_from<T: Send + 'static>(
     futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
 }
 
-fn error_policy(composite: Arc<DynamicObject>, error: &ReconcileError, ctx: Arc<KindController>) -> Action {
+fn error_policy(
+    composite: Arc<DynamicObject>,
+    error: &ReconcileError,
+    ctx: Arc<KindController>,
+) -> Action {
     let key = ObjectRef::from_obj_with(composite.as_ref(), ctx.kind.resource.clone());
     let mut failures = ctx.failures.lock().expect("failures lock");
     let count = failures.entry(key).or_insert(0);
@@ -218,7 +232,13 @@ fn error_policy(composite: Arc<DynamicObject>, error: &ReconcileError, ctx: Arc<
 type ChildKey = (String, String, String, String);
 
 fn child_key(object: &Value) -> ChildKey {
-    let s = |p: &str| object.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+    let s = |p: &str| {
+        object
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     (
         s("/apiVersion"),
         s("/kind"),
@@ -235,7 +255,10 @@ fn describe(key: &ChildKey) -> String {
     }
 }
 
-async fn reconcile(composite: Arc<DynamicObject>, ctx: Arc<KindController>) -> Result<Action, ReconcileError> {
+async fn reconcile(
+    composite: Arc<DynamicObject>,
+    ctx: Arc<KindController>,
+) -> Result<Action, ReconcileError> {
     let shared = ctx.shared.clone();
     shared.metrics.reconciles.fetch_add(1, Ordering::Relaxed);
     if composite.metadata.deletion_timestamp.is_some() {
@@ -255,7 +278,10 @@ async fn reconcile(composite: Arc<DynamicObject>, ctx: Arc<KindController>) -> R
                     &composite,
                     EventType::Normal,
                     "Synced",
-                    format!("applied {} and pruned {} children", outcome.applied, outcome.pruned),
+                    format!(
+                        "applied {} and pruned {} children",
+                        outcome.applied, outcome.pruned
+                    ),
                 )
                 .await;
             }
@@ -263,9 +289,17 @@ async fn reconcile(composite: Arc<DynamicObject>, ctx: Arc<KindController>) -> R
         }
         Err(error) => {
             shared.metrics.failures.fetch_add(1, Ordering::Relaxed);
-            publish(&ctx, &composite, EventType::Warning, error.reason, error.message.clone()).await;
+            publish(
+                &ctx,
+                &composite,
+                EventType::Warning,
+                error.reason,
+                error.message.clone(),
+            )
+            .await;
             // A failed status write must not hide the original error.
-            if let Err(status_error) = write_status(&ctx, &compiled, &composite, Err(&error)).await {
+            if let Err(status_error) = write_status(&ctx, &compiled, &composite, Err(&error)).await
+            {
                 tracing::warn!(%status_error, "writing the failure to the status");
             }
             Err(error)
@@ -291,12 +325,15 @@ async fn sync_composite(
     composite: &DynamicObject,
 ) -> Result<Outcome, ReconcileError> {
     let shared = &ctx.shared;
-    let binding = compiled
-        .binding
-        .as_ref()
-        .map_err(|e| fail("PluginUnavailable", format!("composition {}: {e}", compiled.composition)))?;
+    let binding = compiled.binding.as_ref().map_err(|e| {
+        fail(
+            "PluginUnavailable",
+            format!("composition {}: {e}", compiled.composition),
+        )
+    })?;
     let uid = composite.metadata.uid.clone().unwrap_or_default();
-    let composite_json = serde_json::to_value(composite).map_err(|e| fail("Internal", e.to_string()))?;
+    let composite_json =
+        serde_json::to_value(composite).map_err(|e| fail("Internal", e.to_string()))?;
 
     // Watch every kind this composite had children of last time, so the
     // plugin sees them (e.g. a Secret whose value must not change).
@@ -309,7 +346,10 @@ async fn sync_composite(
         let api_version = reference["apiVersion"].as_str().unwrap_or("");
         let kind = reference["kind"].as_str().unwrap_or("");
         if !api_version.is_empty() && !kind.is_empty() {
-            ctx.children.ensure(&shared.kinds, api_version, kind).await.map_err(|e| fail("ChildKindUnknown", e))?;
+            ctx.children
+                .ensure(&shared.kinds, api_version, kind)
+                .await
+                .map_err(|e| fail("ChildKindUnknown", e))?;
         }
     }
 
@@ -331,7 +371,11 @@ async fn sync_composite(
         let key = child_key(child);
         if !kinds.contains(&(key.0.clone(), key.1.clone())) {
             kinds.push((key.0.clone(), key.1.clone()));
-            new_kind |= ctx.children.ensure(&shared.kinds, &key.0, &key.1).await.map_err(|e| fail("ChildKindUnknown", e))?;
+            new_kind |= ctx
+                .children
+                .ensure(&shared.kinds, &key.0, &key.1)
+                .await
+                .map_err(|e| fail("ChildKindUnknown", e))?;
         }
     }
     if new_kind {
@@ -345,16 +389,24 @@ async fn sync_composite(
         }
     }
 
-    let observed_by_key: HashMap<ChildKey, &Value> = observed.iter().map(|o| (child_key(o), o)).collect();
+    let observed_by_key: HashMap<ChildKey, &Value> =
+        observed.iter().map(|o| (child_key(o), o)).collect();
     let owner = owner_reference(composite, &ctx.kind.resource);
     let mut desired = Vec::with_capacity(composed.children.len());
     for mut child in composed.children.clone() {
         let key = child_key(&child);
-        let child_kind = shared.kinds.resolve(&shared.client, &key.0, &key.1).await.map_err(|e| fail("ChildKindUnknown", e))?;
+        let child_kind = shared
+            .kinds
+            .resolve(&shared.client, &key.0, &key.1)
+            .await
+            .map_err(|e| fail("ChildKindUnknown", e))?;
         if ctx.kind.namespaced && !child_kind.namespaced {
             return Err(fail(
                 "InvalidChild",
-                format!("{}: a cluster-scoped child cannot be owned by a namespaced composite", describe(&key)),
+                format!(
+                    "{}: a cluster-scoped child cannot be owned by a namespaced composite",
+                    describe(&key)
+                ),
             ));
         }
         if !child_kind.namespaced
@@ -369,14 +421,23 @@ async fn sync_composite(
     // Policies, before anything is written.
     let mut warnings = Vec::new();
     for name in &compiled.policies {
-        let policy = shared
-            .policies
-            .get(name)
-            .ok_or_else(|| fail("PolicyNotFound", format!("policy {name} named by composition {} does not exist", compiled.composition)))?;
+        let policy = shared.policies.get(name).ok_or_else(|| {
+            fail(
+                "PolicyNotFound",
+                format!(
+                    "policy {name} named by composition {} does not exist",
+                    compiled.composition
+                ),
+            )
+        })?;
         for (key, _, child) in &desired {
             let old = observed_by_key.get(key).map(|o| (*o).clone());
             let review = Review {
-                operation: if old.is_some() { Operation::Update } else { Operation::Create },
+                operation: if old.is_some() {
+                    Operation::Update
+                } else {
+                    Operation::Create
+                },
                 object: Some(child.clone()),
                 old_object: old,
                 user_info: UserInfo {
@@ -387,7 +448,14 @@ async fn sync_composite(
             match judge(&policy, &review, &describe(key)).await {
                 Judgement::Allow { warnings: w } => warnings.extend(w),
                 Judgement::Deny { message, failed } => {
-                    return Err(fail(if failed { "PolicyFailed" } else { "PolicyDenied" }, message));
+                    return Err(fail(
+                        if failed {
+                            "PolicyFailed"
+                        } else {
+                            "PolicyDenied"
+                        },
+                        message,
+                    ));
                 }
             }
         }
@@ -397,7 +465,11 @@ async fn sync_composite(
     // child leaves all of them as they were.
     let changed: Vec<&(ChildKey, Kind, Value)> = desired
         .iter()
-        .filter(|(key, _, child)| !observed_by_key.get(key).is_some_and(|o| is_subset(child, o)))
+        .filter(|(key, _, child)| {
+            !observed_by_key
+                .get(key)
+                .is_some_and(|o| is_subset(child, o))
+        })
         .collect();
     for dry_run in [true, false] {
         for (key, kind, child) in &changed {
@@ -406,7 +478,12 @@ async fn sync_composite(
             params.dry_run = dry_run;
             api.patch(&key.3, &params, &Patch::Apply(child))
                 .await
-                .map_err(|e| fail("ApplyFailed", format!("{}: {}", describe(key), api_message(&e))))?;
+                .map_err(|e| {
+                    fail(
+                        "ApplyFailed",
+                        format!("{}: {}", describe(key), api_message(&e)),
+                    )
+                })?;
             if !dry_run {
                 shared.metrics.applies.fetch_add(1, Ordering::Relaxed);
             }
@@ -421,11 +498,18 @@ async fn sync_composite(
         if desired_keys.contains(&key) || !is_controlled_by(object, &uid) {
             continue;
         }
-        let kind = shared.kinds.resolve(&shared.client, &key.0, &key.1).await.map_err(|e| fail("ChildKindUnknown", e))?;
+        let kind = shared
+            .kinds
+            .resolve(&shared.client, &key.0, &key.1)
+            .await
+            .map_err(|e| fail("ChildKindUnknown", e))?;
         let api = child_api(&shared.client, &kind, &key);
         let params = DeleteParams {
             preconditions: Some(Preconditions {
-                uid: object.pointer("/metadata/uid").and_then(Value::as_str).map(String::from),
+                uid: object
+                    .pointer("/metadata/uid")
+                    .and_then(Value::as_str)
+                    .map(String::from),
                 resource_version: None,
             }),
             ..DeleteParams::background()
@@ -436,7 +520,12 @@ async fn sync_composite(
                 shared.metrics.prunes.fetch_add(1, Ordering::Relaxed);
             }
             Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(fail("PruneFailed", format!("{}: {}", describe(&key), api_message(&e)))),
+            Err(e) => {
+                return Err(fail(
+                    "PruneFailed",
+                    format!("{}: {}", describe(&key), api_message(&e)),
+                ));
+            }
         }
     }
 
@@ -493,14 +582,18 @@ fn is_controlled_by(object: &Value, uid: &str) -> bool {
         .pointer("/metadata/ownerReferences")
         .and_then(Value::as_array)
         .is_some_and(|refs| {
-            refs.iter().any(|r| {
-                r["uid"].as_str() == Some(uid) && r["controller"].as_bool() == Some(true)
-            })
+            refs.iter()
+                .any(|r| r["uid"].as_str() == Some(uid) && r["controller"].as_bool() == Some(true))
         })
 }
 
 /// Keys of the status the host owns; the plugin's status patch cannot set them.
-const HOST_STATUS_KEYS: &[&str] = &["conditions", "observedGeneration", "pluginDigest", "resourceRefs"];
+const HOST_STATUS_KEYS: &[&str] = &[
+    "conditions",
+    "observedGeneration",
+    "pluginDigest",
+    "resourceRefs",
+];
 
 async fn write_status(
     ctx: &KindController,
@@ -528,15 +621,27 @@ async fn write_status(
                 }
             }
             let (ready, reason, message) = if outcome.ready {
-                ("True", "Available", "the plugin reports the composite ready".to_string())
+                (
+                    "True",
+                    "Available",
+                    "the plugin reports the composite ready".to_string(),
+                )
             } else {
-                ("False", "Creating", "waiting for the plugin to report the composite ready".to_string())
+                (
+                    "False",
+                    "Creating",
+                    "waiting for the plugin to report the composite ready".to_string(),
+                )
             };
             conditions.push(("Ready".into(), ready, reason.into(), message));
             let message = if outcome.warnings.is_empty() {
                 format!("{} children in sync", outcome.refs.len())
             } else {
-                format!("{} children in sync; {}", outcome.refs.len(), outcome.warnings.join("; "))
+                format!(
+                    "{} children in sync; {}",
+                    outcome.refs.len(),
+                    outcome.warnings.join("; ")
+                )
             };
             conditions.push(("Synced".into(), "True", "ReconcileSuccess".into(), message));
             for c in &outcome.plugin_conditions {
@@ -567,9 +672,19 @@ async fn write_status(
                     ready["reason"].as_str().unwrap_or("Unknown").into(),
                     ready["message"].as_str().unwrap_or("").into(),
                 )),
-                None => conditions.push(("Ready".into(), "False", "Unknown".into(), "not reconciled yet".into())),
+                None => conditions.push((
+                    "Ready".into(),
+                    "False",
+                    "Unknown".into(),
+                    "not reconciled yet".into(),
+                )),
             }
-            conditions.push(("Synced".into(), "False", error.reason.into(), truncate(&error.message, 1024)));
+            conditions.push((
+                "Synced".into(),
+                "False",
+                error.reason.into(),
+                truncate(&error.message, 1024),
+            ));
         }
     }
     let _ = compiled;
@@ -614,7 +729,12 @@ async fn write_status(
         &Patch::Merge(json!({"status": status})),
     )
     .await
-    .map_err(|e| fail("StatusFailed", format!("writing the status: {}", api_message(&e))))?;
+    .map_err(|e| {
+        fail(
+            "StatusFailed",
+            format!("writing the status: {}", api_message(&e)),
+        )
+    })?;
     shared.metrics.status_writes.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
@@ -630,7 +750,13 @@ fn truncate(text: &str, max: usize) -> String {
     format!("{}...", &text[..end])
 }
 
-async fn publish(ctx: &KindController, composite: &DynamicObject, type_: EventType, reason: &str, note: String) {
+async fn publish(
+    ctx: &KindController,
+    composite: &DynamicObject,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
     let reference = composite.object_ref(&ctx.kind.resource);
     let event = Event {
         type_,
@@ -702,7 +828,11 @@ impl ChildWatches {
                 };
                 let Some(event) = event else { break };
                 let objects: Vec<DynamicObject> = match event {
-                    Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o)) => vec![o],
+                    Ok(
+                        watcher::Event::Apply(o)
+                        | watcher::Event::Delete(o)
+                        | watcher::Event::InitApply(o),
+                    ) => vec![o],
                     Ok(_) => continue,
                     Err(error) => {
                         tracing::debug!(%error, "child watch");
@@ -727,14 +857,22 @@ impl ChildWatches {
     /// Every watched object controlled by the composite with `uid`, as JSON
     /// without `managedFields`.
     fn owned_by(&self, uid: &str) -> Vec<Value> {
-        let watched: Vec<Store<DynamicObject>> =
-            self.watched.read().expect("watch lock").values().cloned().collect();
+        let watched: Vec<Store<DynamicObject>> = self
+            .watched
+            .read()
+            .expect("watch lock")
+            .values()
+            .cloned()
+            .collect();
         let mut owned = Vec::new();
         for store in watched {
             for object in store.state() {
-                let is_owned = object.metadata.owner_references.iter().flatten().any(|r| {
-                    r.uid == uid && r.controller == Some(true)
-                });
+                let is_owned = object
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|r| r.uid == uid && r.controller == Some(true));
                 if is_owned {
                     let mut value = serde_json::to_value(object.as_ref()).unwrap_or(Value::Null);
                     if let Some(metadata) = value["metadata"].as_object_mut() {
@@ -755,7 +893,11 @@ fn controlling_owner(object: &DynamicObject, owner: &Kind) -> Option<ObjectRef<D
         .owner_references
         .iter()
         .flatten()
-        .find(|r| r.controller == Some(true) && r.kind == owner.resource.kind && r.api_version == owner.resource.api_version)?;
+        .find(|r| {
+            r.controller == Some(true)
+                && r.kind == owner.resource.kind
+                && r.api_version == owner.resource.api_version
+        })?;
     let mut object_ref = ObjectRef::new_with(&reference.name, owner.resource.clone());
     if owner.namespaced
         && let Some(ns) = &object.metadata.namespace

@@ -231,9 +231,12 @@ pub struct PolicyStatus {
     pub plugin_digest: Option<String>,
 }
 
+/// Settings: any JSON object; `settings:` left empty in YAML (null) reads as
+/// no settings.
 fn any_object(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "object",
+        "nullable": true,
         "x-kubernetes-preserve-unknown-fields": true,
     })
 }
@@ -243,13 +246,12 @@ impl PluginLimits {
     pub fn to_limits(&self) -> Result<Limits, String> {
         let mut limits = Limits::default();
         if let Some(deadline) = &self.deadline {
-            limits = limits.deadline(
-                parse_duration(deadline).map_err(|e| format!("limits.deadline: {e}"))?,
-            );
+            limits = limits
+                .deadline(parse_duration(deadline).map_err(|e| format!("limits.deadline: {e}"))?);
         }
         if let Some(memory) = &self.memory {
-            limits =
-                limits.memory_bytes(parse_bytes(memory).map_err(|e| format!("limits.memory: {e}"))?);
+            limits = limits
+                .memory_bytes(parse_bytes(memory).map_err(|e| format!("limits.memory: {e}"))?);
         }
         if let Some(output) = &self.output {
             limits = limits
@@ -269,7 +271,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => Duration::from_millis(value),
         "s" => Duration::from_secs(value),
         "m" => Duration::from_secs(value.saturating_mul(60)),
-        _ => return Err(format!("expected a duration like 500ms or 2s, got {text:?}")),
+        _ => {
+            return Err(format!(
+                "expected a duration like 500ms or 2s, got {text:?}"
+            ));
+        }
     };
     if duration.is_zero() {
         return Err(format!("must be more than zero, got {text:?}"));
@@ -343,7 +349,12 @@ mod tests {
             memory: Some("lots".into()),
             ..PluginLimits::default()
         };
-        assert!(limits.to_limits().unwrap_err().starts_with("limits.memory:"));
+        assert!(
+            limits
+                .to_limits()
+                .unwrap_err()
+                .starts_with("limits.memory:")
+        );
     }
 
     #[test]

@@ -45,11 +45,20 @@ mod tests {
     #[test]
     fn a_changed_or_missing_field_is_not() {
         let desired = json!({"spec": {"replicas": 3, "ports": [{"port": 5432}]}});
-        assert!(!is_subset(&desired, &json!({"spec": {"replicas": 2, "ports": [{"port": 5432}]}})));
+        assert!(!is_subset(
+            &desired,
+            &json!({"spec": {"replicas": 2, "ports": [{"port": 5432}]}})
+        ));
         assert!(!is_subset(&desired, &json!({"spec": {"replicas": 3}})));
-        assert!(!is_subset(&desired, &json!({"spec": {"replicas": 3, "ports": []}})));
-        assert!(!is_subset(&desired, &json!({"spec": {"replicas": 3,
-            "ports": [{"port": 5432}, {"port": 1}]}})));
+        assert!(!is_subset(
+            &desired,
+            &json!({"spec": {"replicas": 3, "ports": []}})
+        ));
+        assert!(!is_subset(
+            &desired,
+            &json!({"spec": {"replicas": 3,
+            "ports": [{"port": 5432}, {"port": 1}]}})
+        ));
     }
 
     #[test]

@@ -26,7 +26,12 @@ pub struct Kinds {
 impl Kinds {
     /// The kind behind `api_version` and `kind`; errors say which kind is
     /// not served.
-    pub async fn resolve(&self, client: &Client, api_version: &str, kind: &str) -> Result<Kind, String> {
+    pub async fn resolve(
+        &self,
+        client: &Client,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<Kind, String> {
         let key = (api_version.to_string(), kind.to_string());
         if let Some(found) = self.cache.lock().expect("kinds lock").get(&key) {
             return Ok(found.clone());

@@ -10,8 +10,8 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ObjectMeta, PostParams};
 use kube::Client;
+use kube::api::{Api, ObjectMeta, PostParams};
 
 /// Settings of one election.
 #[derive(Debug, Clone)]
@@ -48,7 +48,9 @@ impl Elector {
     /// it afterwards.
     pub async fn try_acquire(&self) -> Result<bool, kube::Error> {
         let now = Timestamp::now();
-        let seconds = i32::try_from(self.config.duration.as_secs()).unwrap_or(i32::MAX).max(1);
+        let seconds = i32::try_from(self.config.duration.as_secs())
+            .unwrap_or(i32::MAX)
+            .max(1);
         let existing = self.api.get_opt(&self.config.name).await?;
         let Some(mut lease) = existing else {
             let lease = Lease {
@@ -76,7 +78,8 @@ impl Elector {
         let holder = spec.holder_identity.clone().unwrap_or_default();
         let ours = holder == self.config.identity;
         if !ours && !holder.is_empty() {
-            let valid_for = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64);
+            let valid_for =
+                Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64);
             let expired = spec.renew_time.as_ref().is_none_or(|renewed| {
                 let age = now.duration_since(renewed.0);
                 age.as_secs_f64() > valid_for.as_secs_f64()
@@ -94,7 +97,11 @@ impl Elector {
         spec.renew_time = Some(MicroTime(now));
         // `replace` carries the resourceVersion we read: a concurrent winner
         // makes this fail with 409 instead of both holding the lease.
-        match self.api.replace(&self.config.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.config.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
             Err(e) => Err(e),
@@ -139,7 +146,9 @@ impl Elector {
         let Ok(Some(mut lease)) = self.api.get_opt(&self.config.name).await else {
             return;
         };
-        let Some(spec) = lease.spec.as_mut() else { return };
+        let Some(spec) = lease.spec.as_mut() else {
+            return;
+        };
         if spec.holder_identity.as_deref() != Some(self.config.identity.as_str()) {
             return;
         }
@@ -147,7 +156,11 @@ impl Elector {
         spec.renew_time = None;
         spec.acquire_time = None;
         spec.lease_duration_seconds = Some(1);
-        if let Err(error) = self.api.replace(&self.config.name, &PostParams::default(), &lease).await {
+        if let Err(error) = self
+            .api
+            .replace(&self.config.name, &PostParams::default(), &lease)
+            .await
+        {
             tracing::warn!(%error, "releasing the lease");
         }
     }

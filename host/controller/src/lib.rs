@@ -66,6 +66,9 @@ pub struct Options {
     pub lease: Option<leader::LeaseConfig>,
     /// The webhook; none: no webhook.
     pub webhook: Option<WebhookOptions>,
+    /// Only Compositions and Policies with these labels (a label selector
+    /// such as `tessera.dev/shard=a`); none: all of them.
+    pub selector: Option<String>,
 }
 
 /// Where and how the webhook listens.
@@ -99,6 +102,7 @@ impl Options {
             controller: true,
             lease: None,
             webhook: None,
+            selector: None,
         }
     }
 }
@@ -138,6 +142,7 @@ impl Running {
 /// Starts the webhook (when configured) and the controller (when
 /// configured; under leader election when a lease is set).
 pub async fn start(client: Client, options: Options) -> anyhow::Result<Running> {
+    install_crypto_provider();
     let cancel = CancellationToken::new();
     let metrics = Arc::new(Metrics::default());
     let deadline_cap = options
@@ -162,7 +167,9 @@ pub async fn start(client: Client, options: Options) -> anyhow::Result<Running> 
         resync: options.resync,
         metrics: metrics.clone(),
     });
-    let leading = Arc::new(AtomicBool::new(options.lease.is_none() && options.controller));
+    let leading = Arc::new(AtomicBool::new(
+        options.lease.is_none() && options.controller,
+    ));
     let mut tasks = tokio::task::JoinSet::new();
 
     // Policies: every replica keeps them loaded (the webhook needs them);
@@ -173,8 +180,18 @@ pub async fn start(client: Client, options: Options) -> anyhow::Result<Running> 
         let cancel = cancel.clone();
         let leading = leading.clone();
         let resync = options.plugin_resync;
+        let selector = options.selector.clone();
         tasks.spawn(async move {
-            manager::run_policies(shared, loader, resync, move || leading.load(Ordering::SeqCst), cancel).await
+            let write_status = move || leading.load(Ordering::SeqCst);
+            manager::run_policies(
+                shared,
+                loader,
+                resync,
+                selector.as_deref(),
+                write_status,
+                cancel,
+            )
+            .await
         });
     }
 
@@ -187,10 +204,13 @@ pub async fn start(client: Client, options: Options) -> anyhow::Result<Running> 
         webhook_addr = Some(listener.local_addr()?);
         let writer = reflector::store::Writer::default();
         let namespaces = writer.as_reader();
-        let watch = watcher(Api::<Namespace>::all(client.clone()), watcher::Config::default())
-            .default_backoff()
-            .reflect(writer)
-            .for_each(|_| async {});
+        let watch = watcher(
+            Api::<Namespace>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect(writer)
+        .for_each(|_| async {});
         let cancel_watch = cancel.clone();
         tasks.spawn(async move {
             tokio::select! {
@@ -236,6 +256,12 @@ pub async fn start(client: Client, options: Options) -> anyhow::Result<Running> 
     })
 }
 
+/// Makes ring the process's rustls crypto provider (used by the kube client
+/// and plugin downloads) unless one is installed already.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 async fn run_controller(
     shared: Arc<compose::Shared>,
     loader: Arc<plugins::PluginLoader>,
@@ -250,6 +276,7 @@ async fn run_controller(
             options.secret_key.clone(),
             options.plugin_resync,
             options.concurrency,
+            options.selector.as_deref(),
             cancel,
         )
     };

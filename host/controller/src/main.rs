@@ -13,7 +13,11 @@ use tessera_controller::{Options, WebhookOptions};
 use tessera_runtime::{Runtime, SecretKey};
 
 #[derive(Parser, Debug)]
-#[command(name = "tessera-controller", version, about = "Tessera composition controller and admission webhook")]
+#[command(
+    name = "tessera-controller",
+    version,
+    about = "Tessera composition controller and admission webhook"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -72,6 +76,9 @@ struct RunArgs {
     /// Composites reconciled at once per composite kind.
     #[arg(long, default_value_t = 16)]
     concurrency: u16,
+    /// Only Compositions and Policies matching this label selector.
+    #[arg(long)]
+    selector: Option<String>,
     /// Directory for compiled plugin artifacts (default: the user cache).
     #[arg(long, env = "TESSERA_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
@@ -82,7 +89,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();
-            return if error.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if error.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     match cli.command {
@@ -126,12 +137,17 @@ enum Failure {
 }
 
 async fn run(args: Box<RunArgs>) -> Result<(), Failure> {
+    tessera_controller::install_crypto_provider();
     let read = |path: &PathBuf, what: &str| {
         std::fs::read(path).map_err(|e| Failure::Usage(format!("--{what} {}: {e}", path.display())))
     };
     let key = read(&args.secret_key_file, "secret-key-file")?;
-    let key = SecretKey::new(key)
-        .map_err(|e| Failure::Usage(format!("--secret-key-file {}: {e}", args.secret_key_file.display())))?;
+    let key = SecretKey::new(key).map_err(|e| {
+        Failure::Usage(format!(
+            "--secret-key-file {}: {e}",
+            args.secret_key_file.display()
+        ))
+    })?;
     let mut builder = Runtime::builder();
     if let Some(dir) = &args.cache_dir {
         builder = builder.cache_dir(dir);
@@ -143,6 +159,7 @@ async fn run(args: Box<RunArgs>) -> Result<(), Failure> {
     options.plugin_resync = args.plugin_resync;
     options.concurrency = args.concurrency;
     options.controller = !args.no_controller;
+    options.selector = args.selector.clone();
     if args.leader_elect {
         options.lease = Some(LeaseConfig {
             namespace: args.lease_namespace.clone(),

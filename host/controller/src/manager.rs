@@ -29,13 +29,14 @@ pub async fn run_policies(
     shared: Arc<Shared>,
     loader: Arc<PluginLoader>,
     resync: Duration,
+    selector: Option<&str>,
     write_status: impl Fn() -> bool,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let api: Api<Policy> = Api::all(shared.client.clone());
     let writer = reflector::store::Writer::default();
     let store: Store<Policy> = writer.as_reader();
-    let mut events = watcher(api.clone(), watcher::Config::default())
+    let mut events = watcher(api.clone(), watch_config(selector))
         .default_backoff()
         .reflect(writer)
         .boxed();
@@ -61,15 +62,29 @@ pub async fn run_policies(
         }
         for object in &objects {
             let name = object.name_any();
-            let Some(loaded) = shared.policies.get(&name) else { continue };
-            let status = loaded_status(&loaded.binding, object.metadata.generation, &object.status.as_ref().map(|s| &s.conditions));
-            if object.status.as_ref().map(|s| serde_json::to_value(s).unwrap_or_default()) == Some(status.clone())
+            let Some(loaded) = shared.policies.get(&name) else {
+                continue;
+            };
+            let status = loaded_status(
+                &loaded.binding,
+                object.metadata.generation,
+                &object.status.as_ref().map(|s| &s.conditions),
+            );
+            if object
+                .status
+                .as_ref()
+                .map(|s| serde_json::to_value(s).unwrap_or_default())
+                == Some(status.clone())
                 || written.get(&name) == Some(&status)
             {
                 continue;
             }
             match api
-                .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
+                .patch_status(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"status": status})),
+                )
                 .await
             {
                 Ok(_) => {
@@ -78,6 +93,13 @@ pub async fn run_policies(
                 Err(error) => tracing::warn!(policy = name, %error, "writing Policy status"),
             }
         }
+    }
+}
+
+fn watch_config(selector: Option<&str>) -> watcher::Config {
+    match selector {
+        Some(selector) => watcher::Config::default().labels(selector),
+        None => watcher::Config::default(),
     }
 }
 
@@ -109,8 +131,17 @@ fn loaded_status(
         Err(error) => ("False", "PluginUnavailable", error.clone(), None),
     };
     let transition = old
-        .and_then(|conditions| conditions.iter().find(|c| c.type_ == "Ready" && c.status == status))
-        .map(|c| c.last_transition_time.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .and_then(|conditions| {
+            conditions
+                .iter()
+                .find(|c| c.type_ == "Ready" && c.status == status)
+        })
+        .map(|c| {
+            c.last_transition_time
+                .0
+                .strftime("%Y-%m-%dT%H:%M:%SZ")
+                .to_string()
+        })
         .unwrap_or_else(|| {
             k8s_openapi::jiff::Timestamp::now()
                 .strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -158,12 +189,13 @@ pub async fn run_compositions(
     secret_key: Arc<SecretKey>,
     resync: Duration,
     concurrency: u16,
+    selector: Option<&str>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let api: Api<Composition> = Api::all(shared.client.clone());
     let writer = reflector::store::Writer::default();
     let store: Store<Composition> = writer.as_reader();
-    let mut events = watcher(api.clone(), watcher::Config::default())
+    let mut events = watcher(api.clone(), watch_config(selector))
         .default_backoff()
         .reflect(writer)
         .boxed();
@@ -187,8 +219,14 @@ pub async fn run_compositions(
         let mut compositions = store.state();
         // The oldest composition of a kind wins; later ones report a conflict.
         compositions.sort_by(|a, b| {
-            (a.meta().creation_timestamp.as_ref().map(|t| t.0), a.name_any())
-                .cmp(&(b.meta().creation_timestamp.as_ref().map(|t| t.0), b.name_any()))
+            (
+                a.meta().creation_timestamp.as_ref().map(|t| t.0),
+                a.name_any(),
+            )
+                .cmp(&(
+                    b.meta().creation_timestamp.as_ref().map(|t| t.0),
+                    b.name_any(),
+                ))
         });
         let mut claimed: HashMap<(String, String), String> = HashMap::new();
         let mut seen = Vec::new();
@@ -196,22 +234,43 @@ pub async fn run_compositions(
             let name = composition.name_any();
             seen.push(name.clone());
             let spec = &composition.spec;
-            let key = (spec.composite.api_version.clone(), spec.composite.kind.clone());
+            let key = (
+                spec.composite.api_version.clone(),
+                spec.composite.kind.clone(),
+            );
             let outcome = if let Some(owner) = claimed.get(&key) {
                 if let Some(old) = running.remove(&name) {
                     old.controller.stop().await;
                 }
-                Err(("Conflict", format!("composition {owner} already composes {} {}", key.0, key.1)))
+                Err((
+                    "Conflict",
+                    format!("composition {owner} already composes {} {}", key.0, key.1),
+                ))
             } else {
                 claimed.insert(key.clone(), name.clone());
-                sync_one(&shared, &loader, &secret_key, concurrency, composition, &mut running).await
+                sync_one(
+                    &shared,
+                    &loader,
+                    &secret_key,
+                    concurrency,
+                    composition,
+                    &mut running,
+                )
+                .await
             };
             write_composition_status(&api, composition, outcome).await;
         }
-        let gone: Vec<String> = running.keys().filter(|n| !seen.contains(n)).cloned().collect();
+        let gone: Vec<String> = running
+            .keys()
+            .filter(|n| !seen.contains(n))
+            .cloned()
+            .collect();
         for name in gone {
             if let Some(old) = running.remove(&name) {
-                tracing::info!(composition = name, "composition deleted; stopping its controller");
+                tracing::info!(
+                    composition = name,
+                    "composition deleted; stopping its controller"
+                );
                 old.controller.stop().await;
             }
         }
@@ -234,7 +293,10 @@ async fn sync_one(
 ) -> Result<String, (&'static str, String)> {
     let name = composition.name_any();
     let spec = &composition.spec;
-    let composite = (spec.composite.api_version.clone(), spec.composite.kind.clone());
+    let composite = (
+        spec.composite.api_version.clone(),
+        spec.composite.kind.clone(),
+    );
     let binding = bind(loader, secret_key, composition).await;
     let policies: Vec<(String, Option<i64>, Option<String>)> = spec
         .policies
@@ -250,10 +312,16 @@ async fn sync_one(
         .collect();
     let fingerprint = Fingerprint {
         generation: composition.metadata.generation,
-        plugin: binding.as_ref().map(|b| b.plugin().digest().to_string()).map_err(Clone::clone),
+        plugin: binding
+            .as_ref()
+            .map(|b| b.plugin().digest().to_string())
+            .map_err(Clone::clone),
         policies,
     };
-    let result = binding.as_ref().map(|b| b.plugin().digest().to_string()).map_err(|e| ("PluginUnavailable", e.clone()));
+    let result = binding
+        .as_ref()
+        .map(|b| b.plugin().digest().to_string())
+        .map_err(|e| ("PluginUnavailable", e.clone()));
     let compiled = Compiled {
         composition: name.clone(),
         binding,
@@ -276,7 +344,11 @@ async fn sync_one(
                 .resolve(&shared.client, &composite.0, &composite.1)
                 .await
                 .map_err(|e| ("CompositeKindUnknown", e))?;
-            tracing::info!(composition = name, kind = composite.1, "starting a controller");
+            tracing::info!(
+                composition = name,
+                kind = composite.1,
+                "starting a controller"
+            );
             let controller = KindController::start(shared.clone(), kind, compiled, concurrency);
             running.insert(
                 name,
@@ -291,7 +363,11 @@ async fn sync_one(
     result
 }
 
-async fn bind(loader: &PluginLoader, secret_key: &Arc<SecretKey>, composition: &Composition) -> Result<Binding, String> {
+async fn bind(
+    loader: &PluginLoader,
+    secret_key: &Arc<SecretKey>,
+    composition: &Composition,
+) -> Result<Binding, String> {
     let spec = &composition.spec;
     let plugin = loader.load(&spec.plugin).await?;
     if plugin.world() != World::Composition {
@@ -307,7 +383,9 @@ async fn bind(loader: &PluginLoader, secret_key: &Arc<SecretKey>, composition: &
     };
     let settings = spec.settings.clone().unwrap_or(Value::Null);
     let binding = Binding::new(plugin, settings).map_err(|e| format!("settings: {e}"))?;
-    Ok(binding.with_limits(limits).with_secret_key(secret_key.clone()))
+    Ok(binding
+        .with_limits(limits)
+        .with_secret_key(secret_key.clone()))
 }
 
 async fn write_composition_status(
@@ -318,13 +396,27 @@ async fn write_composition_status(
     let binding_like: Result<String, String> = outcome.clone().map_err(|(_, m)| m);
     let old = composition.status.as_ref().map(|s| &s.conditions);
     let (status, reason, message, digest) = match &outcome {
-        Ok(digest) => ("True", "PluginLoaded", format!("plugin {digest} loaded"), Some(digest.clone())),
+        Ok(digest) => (
+            "True",
+            "PluginLoaded",
+            format!("plugin {digest} loaded"),
+            Some(digest.clone()),
+        ),
         Err((reason, message)) => ("False", *reason, message.clone(), None),
     };
     let _ = binding_like;
     let transition = old
-        .and_then(|conditions| conditions.iter().find(|c| c.type_ == "Ready" && c.status == status))
-        .map(|c| c.last_transition_time.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .and_then(|conditions| {
+            conditions
+                .iter()
+                .find(|c| c.type_ == "Ready" && c.status == status)
+        })
+        .map(|c| {
+            c.last_transition_time
+                .0
+                .strftime("%Y-%m-%dT%H:%M:%SZ")
+                .to_string()
+        })
         .unwrap_or_else(|| {
             k8s_openapi::jiff::Timestamp::now()
                 .strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -351,7 +443,11 @@ async fn write_composition_status(
         return;
     }
     if let Err(error) = api
-        .patch_status(&composition.name_any(), &PatchParams::default(), &Patch::Merge(json!({"status": new})))
+        .patch_status(
+            &composition.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": new})),
+        )
         .await
     {
         tracing::warn!(composition = composition.name_any(), %error, "writing Composition status");

@@ -78,7 +78,9 @@ impl PluginLoader {
 
     async fn download(&self, url: &str) -> Result<Vec<u8>, String> {
         if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(format!("plugin.url: only http and https URLs are supported, got {url:?}"));
+            return Err(format!(
+                "plugin.url: only http and https URLs are supported, got {url:?}"
+            ));
         }
         let mut response = self
             .http
@@ -87,7 +89,10 @@ impl PluginLoader {
             .await
             .map_err(|e| format!("plugin.url: fetching {url}: {e}"))?;
         if !response.status().is_success() {
-            return Err(format!("plugin.url: fetching {url}: HTTP {}", response.status()));
+            return Err(format!(
+                "plugin.url: fetching {url}: HTTP {}",
+                response.status()
+            ));
         }
         let mut bytes = Vec::new();
         while let Some(chunk) = response
@@ -143,6 +148,10 @@ mod tests {
         let hex = "AB".repeat(32);
         assert_eq!(parse_sha256(&hex), Ok("ab".repeat(32)));
         assert_eq!(parse_sha256(&format!("sha256:{hex}")), Ok("ab".repeat(32)));
-        assert!(parse_sha256("sha256:abc").unwrap_err().starts_with("plugin.sha256:"));
+        assert!(
+            parse_sha256("sha256:abc")
+                .unwrap_err()
+                .starts_with("plugin.sha256:")
+        );
     }
 }

@@ -73,7 +73,11 @@ impl PolicyStore {
 
     /// The policy named `name`.
     pub fn get(&self, name: &str) -> Option<Arc<LoadedPolicy>> {
-        self.policies.read().expect("policy lock").get(name).cloned()
+        self.policies
+            .read()
+            .expect("policy lock")
+            .get(name)
+            .cloned()
     }
 
     /// All policies, by name.
@@ -96,7 +100,11 @@ impl PolicyStore {
 
     /// Brings the store in line with `objects`: loads new and changed
     /// policies, drops deleted ones. Returns the policies (re)loaded.
-    pub async fn sync(&self, loader: &PluginLoader, objects: &[Arc<Policy>]) -> Vec<Arc<LoadedPolicy>> {
+    pub async fn sync(
+        &self,
+        loader: &PluginLoader,
+        objects: &[Arc<Policy>],
+    ) -> Vec<Arc<LoadedPolicy>> {
         let mut changed = Vec::new();
         let mut next = HashMap::new();
         for object in objects {
@@ -145,7 +153,12 @@ impl PolicyStore {
         changed
     }
 
-    async fn bind(&self, loader: &PluginLoader, name: &str, spec: &PolicySpec) -> Result<Binding, String> {
+    async fn bind(
+        &self,
+        loader: &PluginLoader,
+        name: &str,
+        spec: &PolicySpec,
+    ) -> Result<Binding, String> {
         let plugin = loader.load(&spec.plugin).await?;
         if plugin.world() != World::Policy {
             return Err(format!(
@@ -217,7 +230,11 @@ pub async fn judge(policy: &LoadedPolicy, review: &Review, subject: &str) -> Jud
     if reasons.is_empty() {
         reasons.push("denied without a finding".into());
     }
-    let message = format!("policy {} denied {subject}: {}", policy.name, reasons.join("; "));
+    let message = format!(
+        "policy {} denied {subject}: {}",
+        policy.name,
+        reasons.join("; ")
+    );
     match spec.mode {
         PolicyMode::Enforce => Judgement::Deny {
             message,
@@ -329,12 +346,30 @@ mod tests {
         assert!(matches(&policy, "", "ConfigMap", Operation::Create, None));
         assert!(matches(&policy, "", "ConfigMap", Operation::Update, None));
         assert!(!matches(&policy, "", "ConfigMap", Operation::Delete, None));
-        assert!(!matches(&policy, "apps", "ConfigMap", Operation::Create, None));
+        assert!(!matches(
+            &policy,
+            "apps",
+            "ConfigMap",
+            Operation::Create,
+            None
+        ));
         assert!(!matches(&policy, "", "Secret", Operation::Create, None));
         let any = spec(vec![rule(&["*"], &["*"], &["DELETE"])], None);
         assert!(matches(&any, "apps", "Deployment", Operation::Delete, None));
-        assert!(!matches(&any, "apps", "Deployment", Operation::Create, None));
-        assert!(!matches(&spec(vec![], None), "", "ConfigMap", Operation::Create, None));
+        assert!(!matches(
+            &any,
+            "apps",
+            "Deployment",
+            Operation::Create,
+            None
+        ));
+        assert!(!matches(
+            &spec(vec![], None),
+            "",
+            "ConfigMap",
+            Operation::Create,
+            None
+        ));
     }
 
     #[test]
@@ -349,13 +384,34 @@ mod tests {
         };
         let policy = spec(vec![rule(&["*"], &["*"], &[])], Some(selector));
         let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
         };
         let prod = labels(&[("env", "prod")]);
         let sandbox = labels(&[("env", "prod"), ("team", "sandbox")]);
-        assert!(matches(&policy, "", "ConfigMap", Operation::Create, Some(&prod)));
-        assert!(!matches(&policy, "", "ConfigMap", Operation::Create, Some(&sandbox)));
-        assert!(!matches(&policy, "", "ConfigMap", Operation::Create, Some(&labels(&[]))));
+        assert!(matches(
+            &policy,
+            "",
+            "ConfigMap",
+            Operation::Create,
+            Some(&prod)
+        ));
+        assert!(!matches(
+            &policy,
+            "",
+            "ConfigMap",
+            Operation::Create,
+            Some(&sandbox)
+        ));
+        assert!(!matches(
+            &policy,
+            "",
+            "ConfigMap",
+            Operation::Create,
+            Some(&labels(&[]))
+        ));
         // Cluster-scoped objects have no namespace to select.
         assert!(matches(&policy, "", "Namespace", Operation::Create, None));
     }

@@ -49,12 +49,14 @@ pub fn tls_config(cert_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<Arc<ServerC
     if certs.is_empty() {
         anyhow::bail!("webhook certificate: no certificate in the PEM");
     }
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| anyhow::anyhow!("webhook key: {e}"))?;
-    let config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| anyhow::anyhow!("webhook certificate and key: {e}"))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| anyhow::anyhow!("webhook key: {e}"))?;
+    let config =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| anyhow::anyhow!("webhook certificate and key: {e}"))?;
     Ok(Arc::new(config))
 }
 
@@ -131,17 +133,25 @@ async fn handle(webhook: &Webhook, request: Request<Incoming>) -> Response<Full<
         (&Method::POST, "/validate") => {
             let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
                 Ok(body) => body.to_bytes(),
-                Err(error) => return text(StatusCode::PAYLOAD_TOO_LARGE, format!("reading the body: {error}")),
+                Err(error) => {
+                    return text(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("reading the body: {error}"),
+                    );
+                }
             };
             let admission = match tessera_admission::decode(&body) {
                 Ok(admission) => admission,
-                Err(error) => return text(StatusCode::BAD_REQUEST, format!("AdmissionReview: {error}")),
+                Err(error) => {
+                    return text(StatusCode::BAD_REQUEST, format!("AdmissionReview: {error}"));
+                }
             };
             let answer = webhook.review(&admission).await;
             let mut response = Response::new(Full::new(Bytes::from(answer.to_json())));
-            response
-                .headers_mut()
-                .insert(hyper::header::CONTENT_TYPE, "application/json".parse().expect("a header value"));
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                "application/json".parse().expect("a header value"),
+            );
             response
         }
         _ => text(StatusCode::NOT_FOUND, "not found"),
@@ -173,7 +183,15 @@ impl Webhook {
             .policies
             .all()
             .into_iter()
-            .filter(|p| matches(&p.spec, &request.kind.group, &request.kind.kind, operation, labels.as_ref()))
+            .filter(|p| {
+                matches(
+                    &p.spec,
+                    &request.kind.group,
+                    &request.kind.kind,
+                    operation,
+                    labels.as_ref(),
+                )
+            })
             .collect();
         if matched.is_empty() {
             return Answer::allow(&request.uid);
@@ -191,7 +209,10 @@ impl Webhook {
         let subject = if request.namespace.is_empty() {
             format!("{} {}", request.kind.kind, request.name)
         } else {
-            format!("{} {}/{}", request.kind.kind, request.namespace, request.name)
+            format!(
+                "{} {}/{}",
+                request.kind.kind, request.namespace, request.name
+            )
         };
         let judged = tokio::time::timeout(
             self.budget,
@@ -202,7 +223,10 @@ impl Webhook {
             Ok(judgements) => judgements,
             Err(_) => {
                 let message = format!("policies did not answer within {:?}", self.budget);
-                return if matched.iter().any(|p| p.spec.failure_policy == FailurePolicy::Fail) {
+                return if matched
+                    .iter()
+                    .any(|p| p.spec.failure_policy == FailurePolicy::Fail)
+                {
                     Answer::deny(&request.uid, message)
                 } else {
                     Answer::allow(&request.uid).warn(message)

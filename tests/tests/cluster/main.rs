@@ -2,7 +2,18 @@
 //! kube-controller-manager) started on loopback once per test process; see
 //! [`harness`]. Needs the binaries `scripts/build-kube` builds.
 
+mod controller;
+mod deploy;
+mod fixture;
 mod harness;
+mod webhook;
+
+/// A plugin artifact cache shared by the tests of this process.
+pub fn cache_dir() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("temp dir"))
+        .path()
+}
 
 use std::sync::Arc;
 use std::time::Duration;
