@@ -608,3 +608,35 @@ async fn plugin_by_url_is_checked_against_its_digest() {
     assert_eq!(world.children("orders").await.len(), 4);
     running.shutdown().await.expect("clean shutdown");
 }
+
+/// A plugin file replaced at the same path is noticed (files are re-read
+/// every `plugin_resync`, 1 s here) and rolls out without a restart.
+#[tokio::test]
+async fn replaced_plugin_file_rolls_out() {
+    let world = World::new("replaced").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("plugin.wasm");
+    std::fs::copy(plugins::DATABASE, &path).expect("copying the plugin");
+    let running = world.start_controller().await;
+    world
+        .apply_composition(path.to_str().expect("UTF-8 path"), json!({}), json!({}))
+        .await;
+    world
+        .apply_database("orders", spec(1, "16.4"), labels())
+        .await;
+    world.wait_condition("orders", "Synced", "True").await;
+
+    // Someone replaces the file with a policy plugin: wrong world.
+    std::fs::copy(plugins::FAULTY_POLICY, &path).expect("replacing the plugin");
+    let synced = world.wait_condition("orders", "Synced", "False").await;
+    assert_eq!(synced["reason"], "PluginUnavailable", "{synced}");
+    assert!(
+        text(&synced, "/message").contains("policy plugin"),
+        "{synced}"
+    );
+    assert_eq!(world.children("orders").await.len(), 4, "children kept");
+
+    std::fs::copy(plugins::DATABASE, &path).expect("restoring the plugin");
+    world.wait_condition("orders", "Synced", "True").await;
+    running.shutdown().await.expect("clean shutdown");
+}
