@@ -65,18 +65,22 @@ pub async fn run_policies(
             let Some(loaded) = shared.policies.get(&name) else {
                 continue;
             };
+            let outcome = loaded
+                .binding
+                .as_ref()
+                .map(|b| b.plugin().digest().to_string())
+                .map_err(|e| ("PluginUnavailable", e.clone()));
             let status = loaded_status(
-                &loaded.binding,
+                outcome,
                 object.metadata.generation,
-                &object.status.as_ref().map(|s| &s.conditions),
+                object.status.as_ref().map(|s| &s.conditions),
             );
-            if object
+            let current = object
                 .status
                 .as_ref()
                 .map(|s| serde_json::to_value(s).unwrap_or_default())
-                == Some(status.clone())
-                || written.get(&name) == Some(&status)
-            {
+                .unwrap_or(Value::Null);
+            if same_status(&current, &status) || written.get(&name) == Some(&status) {
                 continue;
             }
             match api
@@ -114,21 +118,23 @@ impl<F: std::future::Future> ReadyNow for F {
     }
 }
 
-/// Status of a `Composition` or `Policy`: a `Ready` condition, the observed
-/// generation and the plugin digest.
+/// Status of a `Composition` or `Policy`: a `Ready` condition (True with
+/// the loaded plugin's digest, or False with a reason), the observed
+/// generation and the plugin digest. The transition time is kept while the
+/// condition's status does not change.
 fn loaded_status(
-    binding: &Result<Binding, String>,
+    outcome: Result<String, (&str, String)>,
     generation: Option<i64>,
-    old: &Option<&Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>>,
+    old: Option<&Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>>,
 ) -> Value {
-    let (status, reason, message, digest) = match binding {
-        Ok(binding) => (
+    let (status, reason, message, digest) = match outcome {
+        Ok(digest) => (
             "True",
             "PluginLoaded",
-            format!("{}", binding.plugin().id()),
-            Some(binding.plugin().digest().to_string()),
+            format!("plugin {digest} loaded"),
+            Some(digest),
         ),
-        Err(error) => ("False", "PluginUnavailable", error.clone(), None),
+        Err((reason, message)) => ("False", reason, message, None),
     };
     let transition = old
         .and_then(|conditions| {
@@ -136,34 +142,26 @@ fn loaded_status(
                 .iter()
                 .find(|c| c.type_ == "Ready" && c.status == status)
         })
-        .map(|c| {
-            c.last_transition_time
-                .0
-                .strftime("%Y-%m-%dT%H:%M:%SZ")
-                .to_string()
-        })
-        .unwrap_or_else(|| {
-            k8s_openapi::jiff::Timestamp::now()
-                .strftime("%Y-%m-%dT%H:%M:%SZ")
-                .to_string()
-        });
-    let mut value = json!({
+        .map(|c| c.last_transition_time.0)
+        .unwrap_or_else(k8s_openapi::jiff::Timestamp::now)
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    json!({
         "conditions": [{
-            "type": "Ready",
-            "status": status,
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": transition,
-            "observedGeneration": generation,
+            "type": "Ready", "status": status, "reason": reason, "message": message,
+            "lastTransitionTime": transition, "observedGeneration": generation,
         }],
-    });
-    if let Some(generation) = generation {
-        value["observedGeneration"] = json!(generation);
-    }
-    if let Some(digest) = digest {
-        value["pluginDigest"] = json!(digest);
-    }
-    value
+        "observedGeneration": generation,
+        "pluginDigest": digest,
+    })
+}
+
+/// Whether a written status (`current`, as read back) already says what
+/// `new` says.
+fn same_status(current: &Value, new: &Value) -> bool {
+    ["conditions", "observedGeneration", "pluginDigest"]
+        .iter()
+        .all(|key| current.get(*key).unwrap_or(&Value::Null) == &new[*key])
 }
 
 /// What a running kind controller was last configured with: when any of it
@@ -393,53 +391,17 @@ async fn write_composition_status(
     composition: &Composition,
     outcome: Result<String, (&'static str, String)>,
 ) {
-    let binding_like: Result<String, String> = outcome.clone().map_err(|(_, m)| m);
-    let old = composition.status.as_ref().map(|s| &s.conditions);
-    let (status, reason, message, digest) = match &outcome {
-        Ok(digest) => (
-            "True",
-            "PluginLoaded",
-            format!("plugin {digest} loaded"),
-            Some(digest.clone()),
-        ),
-        Err((reason, message)) => ("False", *reason, message.clone(), None),
-    };
-    let _ = binding_like;
-    let transition = old
-        .and_then(|conditions| {
-            conditions
-                .iter()
-                .find(|c| c.type_ == "Ready" && c.status == status)
-        })
-        .map(|c| {
-            c.last_transition_time
-                .0
-                .strftime("%Y-%m-%dT%H:%M:%SZ")
-                .to_string()
-        })
-        .unwrap_or_else(|| {
-            k8s_openapi::jiff::Timestamp::now()
-                .strftime("%Y-%m-%dT%H:%M:%SZ")
-                .to_string()
-        });
-    let generation = composition.metadata.generation;
-    let new = json!({
-        "conditions": [{
-            "type": "Ready", "status": status, "reason": reason, "message": message,
-            "lastTransitionTime": transition, "observedGeneration": generation,
-        }],
-        "observedGeneration": generation,
-        "pluginDigest": digest,
-    });
+    let new = loaded_status(
+        outcome,
+        composition.metadata.generation,
+        composition.status.as_ref().map(|s| &s.conditions),
+    );
     let current = composition
         .status
         .as_ref()
         .map(|s| serde_json::to_value(s).unwrap_or_default())
         .unwrap_or(Value::Null);
-    let same = current.get("conditions") == new.get("conditions")
-        && current.get("observedGeneration") == new.get("observedGeneration")
-        && current.get("pluginDigest").unwrap_or(&Value::Null) == &new["pluginDigest"];
-    if same {
+    if same_status(&current, &new) {
         return;
     }
     if let Err(error) = api
