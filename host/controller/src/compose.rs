@@ -271,7 +271,7 @@ async fn reconcile(
     match result {
         Ok(outcome) => {
             ctx.failures.lock().expect("failures lock").remove(&key);
-            write_status(&ctx, &compiled, &composite, Ok(&outcome)).await?;
+            write_status(&ctx, &composite, Ok(&outcome)).await?;
             if outcome.applied > 0 || outcome.pruned > 0 {
                 publish(
                     &ctx,
@@ -298,8 +298,7 @@ async fn reconcile(
             )
             .await;
             // A failed status write must not hide the original error.
-            if let Err(status_error) = write_status(&ctx, &compiled, &composite, Err(&error)).await
-            {
+            if let Err(status_error) = write_status(&ctx, &composite, Err(&error)).await {
                 tracing::warn!(%status_error, "writing the failure to the status");
             }
             Err(error)
@@ -597,7 +596,6 @@ const HOST_STATUS_KEYS: &[&str] = &[
 
 async fn write_status(
     ctx: &KindController,
-    compiled: &Compiled,
     composite: &DynamicObject,
     result: Result<&Outcome, &ReconcileError>,
 ) -> Result<(), ReconcileError> {
@@ -687,7 +685,6 @@ async fn write_status(
             ));
         }
     }
-    let _ = compiled;
     let now = k8s_openapi::jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string();

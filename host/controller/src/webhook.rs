@@ -3,7 +3,6 @@
 //! budget well under the API server's webhook timeout.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -84,7 +83,7 @@ pub async fn serve(
         let webhook = webhook.clone();
         let cancel = cancel.clone();
         connections.spawn(async move {
-            if let Err(error) = connection(stream, peer, acceptor, webhook, cancel).await {
+            if let Err(error) = connection(stream, acceptor, webhook, cancel).await {
                 tracing::debug!(%peer, %error, "webhook connection");
             }
         });
@@ -96,7 +95,6 @@ pub async fn serve(
 
 async fn connection(
     stream: tokio::net::TcpStream,
-    _peer: SocketAddr,
     acceptor: TlsAcceptor,
     webhook: Arc<Webhook>,
     cancel: CancellationToken,

@@ -270,23 +270,11 @@ fn rand_suffix() -> String {
     NEXT.fetch_add(1, Ordering::Relaxed).to_string()
 }
 
+/// Standard base64, as the API server wants `caBundle` (k8s-openapi's
+/// `ByteString` serializes that way).
 fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
+    match serde_json::to_value(k8s_openapi::ByteString(bytes.to_vec())) {
+        Ok(serde_json::Value::String(text)) => text,
+        other => panic!("ByteString serializes as a string: {other:?}"),
     }
-    out
 }
