@@ -2,10 +2,12 @@
 //! key. Evaluations happen here, each in a fresh store and instance.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+use crate::bindings;
 use crate::bindings::policy::tessera::plugin::policy_types as pwit;
 use crate::bindings::tessera::plugin::composition_types as cwit;
 use crate::bindings::tessera::plugin::types as wit;
@@ -178,6 +180,125 @@ pub struct Verdict {
     pub report: Report,
 }
 
+/// Warm-instance reuse for a binding ([`Binding::reuse_instances`]); off by
+/// default.
+///
+/// By default every evaluation gets a fresh instance, so nothing one
+/// evaluation leaves in the plugin's memory is seen by the next. With reuse
+/// on, an instance that answered is kept and serves later evaluations of the
+/// same binding: cheaper (no instantiation, the guest's allocator and caches
+/// are warm), but evaluations are no longer isolated from each other. Turn it
+/// on only for plugins you trust with every input the binding sees.
+///
+/// An instance is discarded, never reused, after a trap, a deadline, a
+/// refusal, an answer the host rejects or any other error; after
+/// [`Reuse::max_calls`]
+/// evaluations; and once its linear memory grew past
+/// [`Reuse::max_memory_bytes`]. At most [`Reuse::max_idle`] instances wait
+/// between evaluations; each still counts against the pooling allocator's
+/// slots ([`crate::RuntimeBuilder::pooling`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct Reuse {
+    max_calls: u32,
+    max_memory_bytes: usize,
+    max_idle: usize,
+}
+
+impl Default for Reuse {
+    /// 1000 calls, 16 MiB of linear memory, one idle instance per CPU.
+    fn default() -> Self {
+        Reuse {
+            max_calls: 1000,
+            max_memory_bytes: 16 << 20,
+            max_idle: std::thread::available_parallelism().map_or(4, |n| n.get()),
+        }
+    }
+}
+
+impl Reuse {
+    /// Evaluations one instance serves before it is discarded (at least 1).
+    pub fn max_calls(mut self, calls: u32) -> Self {
+        self.max_calls = calls.max(1);
+        self
+    }
+
+    /// An instance whose linear memory grew past this is discarded after
+    /// its evaluation: a plugin that leaks or caches without bound starts
+    /// over.
+    pub fn max_memory_bytes(mut self, bytes: usize) -> Self {
+        self.max_memory_bytes = bytes;
+        self
+    }
+
+    /// Instances kept between evaluations; more finish than this, the rest
+    /// are dropped.
+    pub fn max_idle(mut self, instances: usize) -> Self {
+        self.max_idle = instances;
+        self
+    }
+}
+
+/// How a binding's reused instances fared, for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReuseStats {
+    /// Instances created (one per evaluation without reuse).
+    pub instantiated: u64,
+    /// Evaluations served by a kept instance.
+    pub reused: u64,
+    /// Instances dropped after an error, the call bound or the memory bound.
+    pub discarded: u64,
+}
+
+/// A kept instance, with the store it lives in.
+struct Warm {
+    store: wasmtime::Store<State>,
+    instance: WarmInstance,
+    calls: u32,
+}
+
+enum WarmInstance {
+    Composition(bindings::Composition),
+    Policy(bindings::policy::Policy),
+}
+
+/// The idle instances of one binding (shared by its clones).
+struct WarmPool {
+    reuse: Reuse,
+    idle: Mutex<Vec<Warm>>,
+    instantiated: AtomicU64,
+    reused: AtomicU64,
+    discarded: AtomicU64,
+}
+
+impl WarmPool {
+    fn take(&self) -> Option<Warm> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    /// Keeps an instance that answered, unless a bound says otherwise.
+    fn give_back(&self, mut warm: Warm) {
+        warm.calls += 1;
+        let grown = warm.store.data().limiter.peak_memory > self.reuse.max_memory_bytes;
+        if warm.calls >= self.reuse.max_calls || grown {
+            self.discarded.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < self.reuse.max_idle {
+            idle.push(warm);
+        }
+    }
+}
+
+impl std::fmt::Debug for WarmPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WarmPool")
+            .field("reuse", &self.reuse)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A plugin bound to its settings, limits, reads and secret key.
 #[derive(Debug, Clone)]
 pub struct Binding {
@@ -187,6 +308,7 @@ pub struct Binding {
     limits: Limits,
     reads: ReadAccess,
     secret_key: Arc<SecretKey>,
+    warm: Option<Arc<WarmPool>>,
 }
 
 impl Binding {
@@ -199,13 +321,74 @@ impl Binding {
     pub fn new(plugin: Plugin, settings: Value) -> Result<Self> {
         let settings = plugin.check_settings(settings)?;
         Ok(Binding {
-            settings_json: settings.to_string(),
+            settings_json: json_text(&settings),
             settings,
             plugin,
             limits: Limits::default(),
             reads: ReadAccess::none(),
             secret_key: Arc::new(SecretKey::development()),
+            warm: None,
         })
+    }
+
+    /// Keeps instances that answered and reuses them for later evaluations
+    /// of this binding (and its clones), within the bounds of `reuse`. Off
+    /// by default: see [`Reuse`] for what this trades away.
+    #[must_use]
+    pub fn reuse_instances(mut self, reuse: Reuse) -> Self {
+        self.warm = Some(Arc::new(WarmPool {
+            reuse,
+            idle: Mutex::new(Vec::new()),
+            instantiated: AtomicU64::new(0),
+            reused: AtomicU64::new(0),
+            discarded: AtomicU64::new(0),
+        }));
+        self
+    }
+
+    /// How reuse fared so far; `None` when reuse is off.
+    pub fn reuse_stats(&self) -> Option<ReuseStats> {
+        self.warm.as_ref().map(|pool| ReuseStats {
+            instantiated: pool.instantiated.load(Ordering::Relaxed),
+            reused: pool.reused.load(Ordering::Relaxed),
+            discarded: pool.discarded.load(Ordering::Relaxed),
+        })
+    }
+
+    /// A store for one evaluation: a kept one (readied for `env`) when
+    /// reuse is on and one waits, else a new one.
+    fn checkout(&self, env: HostEnv) -> (wasmtime::Store<State>, Option<(WarmInstance, u32)>) {
+        let runtime = self.plugin.runtime();
+        if let Some(pool) = &self.warm {
+            if let Some(mut warm) = pool.take() {
+                pool.reused.fetch_add(1, Ordering::Relaxed);
+                warm.store.data_mut().reset_for_reuse(env);
+                Runtime::arm_store(runtime, &mut warm.store, &self.limits);
+                return (warm.store, Some((warm.instance, warm.calls)));
+            }
+            pool.instantiated.fetch_add(1, Ordering::Relaxed);
+        }
+        let store = Runtime::new_store(runtime, &self.limits, env, RANDOM_SEED);
+        (store, None)
+    }
+
+    /// After an evaluation that answered: keeps the instance when reuse is
+    /// on. (After an error the store is simply dropped.)
+    fn check_in(&self, store: wasmtime::Store<State>, instance: WarmInstance, calls: u32) {
+        if let Some(pool) = &self.warm {
+            pool.give_back(Warm {
+                store,
+                instance,
+                calls,
+            });
+        }
+    }
+
+    /// Counts an instance dropped after an error.
+    fn discard(&self) {
+        if let Some(pool) = &self.warm {
+            pool.discarded.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Sets the limits.
@@ -269,8 +452,8 @@ impl Binding {
             composite: composite_ref,
         };
         let request = cwit::Request {
-            composite: composite.to_string(),
-            observed: observed.iter().map(Value::to_string).collect(),
+            composite: json_text(composite),
+            observed: observed.iter().map(json_text).collect(),
             settings: self.settings_json.clone(),
             context: cwit::Context {
                 caller: context.caller.clone(),
@@ -285,21 +468,39 @@ impl Binding {
             &self.limits,
         );
         let runtime = self.plugin.runtime();
-        let mut store = Runtime::new_store(runtime, &self.limits, env, RANDOM_SEED);
+        let (mut store, warm) = self.checkout(env);
+        let (instance, calls) = match warm {
+            Some((WarmInstance::Composition(instance), calls)) => (Some(instance), calls),
+            _ => (None, 0),
+        };
         let answer = within(&self.limits, Phase::Expand, async {
-            let instance = pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|e| (Phase::Instantiate, e))?;
-            instance
+            let instance = match instance {
+                Some(instance) => instance,
+                None => pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(|e| (Phase::Instantiate, e))?,
+            };
+            let answer = instance
                 .call_expand(&mut store, &request)
                 .await
-                .map_err(|e| (Phase::Expand, e))
+                .map_err(|e| (Phase::Expand, e))?;
+            Ok((instance, answer))
         })
         .await
-        .map_err(|(phase, e)| classify(e, &store, id, phase))?;
+        .map_err(|(phase, e)| {
+            self.discard();
+            classify(e, &store, id, phase)
+        })?;
         let report = report(&mut store, &self.limits, runtime.fuel);
-        let expansion = answer.map_err(|e| refused(self, Phase::Expand, e))?;
+        let (instance, answer) = answer;
+        let expansion = match answer {
+            Ok(expansion) => expansion,
+            Err(e) => {
+                self.discard();
+                return Err(refused(self, Phase::Expand, e));
+            }
+        };
         // Counted after wasmtime copied the answer out of guest memory; see
         // SECURITY.md ("Output") for what this does and does not bound.
         let output_bytes = expansion.children.iter().map(String::len).sum::<usize>()
@@ -350,6 +551,8 @@ impl Binding {
                 self.crashed(Phase::Output, CrashKind::InvalidOutput, message, &report)
             })?;
 
+        // Kept for reuse only once the answer passed every check.
+        self.check_in(store, WarmInstance::Composition(instance), calls);
         Ok(Composed {
             children,
             status,
@@ -372,8 +575,8 @@ impl Binding {
                 Operation::Update => pwit::Operation::Update,
                 Operation::Delete => pwit::Operation::Delete,
             },
-            object: review.object.as_ref().map(Value::to_string),
-            old_object: review.old_object.as_ref().map(Value::to_string),
+            object: review.object.as_ref().map(json_text),
+            old_object: review.old_object.as_ref().map(json_text),
             user_info: pwit::UserInfo {
                 username: review.user_info.username.clone(),
                 uid: review.user_info.uid.clone(),
@@ -383,21 +586,42 @@ impl Binding {
         };
         let env = HostEnv::new(&id.name, self.reads.clone(), None, &self.limits);
         let runtime = self.plugin.runtime();
-        let mut store = Runtime::new_store(runtime, &self.limits, env, RANDOM_SEED);
+        let (mut store, warm) = self.checkout(env);
+        let (instance, calls) = match warm {
+            Some((WarmInstance::Policy(instance), calls)) => (Some(instance), calls),
+            _ => (None, 0),
+        };
         let answer = within(&self.limits, Phase::Validate, async {
-            let instance = pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|e| (Phase::Instantiate, e))?;
-            instance
+            let instance = match instance {
+                Some(instance) => instance,
+                None => pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(|e| (Phase::Instantiate, e))?,
+            };
+            let answer = instance
                 .call_validate(&mut store, &request)
                 .await
-                .map_err(|e| (Phase::Validate, e))
+                .map_err(|e| (Phase::Validate, e))?;
+            Ok((instance, answer))
         })
         .await
-        .map_err(|(phase, e)| classify(e, &store, id, phase))?;
+        .map_err(|(phase, e)| {
+            self.discard();
+            classify(e, &store, id, phase)
+        })?;
         let report = report(&mut store, &self.limits, runtime.fuel);
-        let verdict = answer.map_err(|e| refused(self, Phase::Validate, e))?;
+        let (instance, answer) = answer;
+        let verdict = match answer {
+            Ok(verdict) => {
+                self.check_in(store, WarmInstance::Policy(instance), calls);
+                verdict
+            }
+            Err(e) => {
+                self.discard();
+                return Err(refused(self, Phase::Validate, e));
+            }
+        };
         Ok(Verdict {
             allowed: verdict.allowed,
             findings: verdict.findings.into_iter().map(finding).collect(),
@@ -419,7 +643,9 @@ impl Binding {
         .map_err(|e| classify(e, &store, id, Phase::Instantiate))
     }
 
+    /// A broken answer; a reused instance that gave it is not kept.
     fn crashed(&self, phase: Phase, kind: CrashKind, message: String, report: &Report) -> Error {
+        self.discard();
         Error::Crashed {
             plugin: self.plugin.id().clone(),
             phase,
@@ -449,6 +675,12 @@ pub(crate) async fn within<T>(
         Ok(result) => result,
         Err(_) => Err((phase, wasmtime::Error::new(wasmtime::Trap::Interrupt))),
     }
+}
+
+/// A value as compact JSON text, written straight into a buffer (faster
+/// than `Value::to_string`, which goes through `fmt::Display`).
+fn json_text(value: &Value) -> String {
+    serde_json::to_string(value).expect("a JSON value with string keys always serializes")
 }
 
 fn refused(binding: &Binding, phase: Phase, error: wit::PluginError) -> Error {

@@ -55,8 +55,8 @@ mod secrets;
 mod state;
 
 pub use binding::{
-    Binding, Composed, Condition, ConditionStatus, Context, Finding, Operation, Report, Review,
-    Severity, UserInfo, Verdict,
+    Binding, Composed, Condition, ConditionStatus, Context, Finding, Operation, Report, Reuse,
+    ReuseStats, Review, Severity, UserInfo, Verdict,
 };
 pub use error::{CrashKind, Error, Phase, PluginId, Result};
 pub use limits::Limits;

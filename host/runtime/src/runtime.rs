@@ -400,6 +400,14 @@ impl Runtime {
     ) -> Store<State> {
         let mut store = Store::new(&inner.engine, State::new(limits, env, seed));
         store.limiter(|state| &mut state.limiter);
+        Runtime::arm_store(inner, &mut store, limits);
+        store
+    }
+
+    /// Sets the per-evaluation budgets of a store: hostcall fuel, the epoch
+    /// deadline and fuel. Called for every new store and again before each
+    /// evaluation of a reused one.
+    pub(crate) fn arm_store(inner: &RuntimeInner, store: &mut Store<State>, limits: &Limits) {
         // wasmtime counts every byte and list element it copies out of the
         // guest (results and host-call arguments) against "hostcall fuel".
         // Bounding it by the output cap means an answer whose list entries
@@ -416,7 +424,6 @@ impl Runtime {
             // a tank that cannot run dry in practice.
             let _ = store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
         }
-        store
     }
 
     pub(crate) fn metadata_env(plugin: &str, limits: &Limits) -> HostEnv {

@@ -140,6 +140,17 @@ impl State {
     }
 }
 
+impl State {
+    /// Readies a reused instance's state for its next evaluation: the new
+    /// evaluation's environment, empty stdout and stderr. The guest's own
+    /// memory is not touched; that is what reuse means.
+    pub(crate) fn reset_for_reuse(&mut self, env: HostEnv) {
+        self.env = env;
+        self.stdout.clear();
+        self.stderr.clear();
+    }
+}
+
 impl HostEnv {
     pub(crate) fn new(
         plugin: &str,
@@ -354,6 +365,14 @@ impl CapturedOutput {
                 truncated: false,
             })),
         }
+    }
+
+    /// Forgets what was captured (a reused instance starts each evaluation
+    /// with empty output).
+    pub(crate) fn clear(&self) {
+        let mut captured = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        captured.bytes.clear();
+        captured.truncated = false;
     }
 
     /// What was captured, as text (invalid UTF-8 replaced).

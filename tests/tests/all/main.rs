@@ -16,6 +16,7 @@ mod fuel;
 mod hostile;
 mod provenance;
 mod require_labels;
+mod reuse;
 mod service_binding;
 mod wasi_command;
 mod web_app;

@@ -3,6 +3,7 @@
 //! see [`expand`] and the hostile-case table in `SECURITY.md`.
 
 use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use tessera_sdk::{
     CompositionRequest, Error, Expansion, Finding, Metadata, Object, Result, host, json,
@@ -158,6 +159,23 @@ pub fn expand(request: CompositionRequest) -> Result<Expansion> {
                     json!({"now": now.to_string(), "hash": hasher.finish().to_string()}),
                 )),
             )
+        }
+        "count" => {
+            // Counts calls in the instance's own memory: 1 in every fresh
+            // instance, rising while an instance is reused. Panics when the
+            // composite asks (`spec.panic: true`), after counting.
+            static CALLS: AtomicU32 = AtomicU32::new(0);
+            let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+            println!("call {calls}");
+            host::info(&format!("call {calls}"));
+            if request.spec().opt_bool("panic")? == Some(true) {
+                panic!("asked to panic on call {calls}");
+            }
+            Ok(Expansion::new().child(
+                request
+                    .child("v1", "ConfigMap", "count")
+                    .with("data", json!({"calls": calls.to_string()})),
+            ))
         }
         other => Err(Error::at(
             "settings.mode",

@@ -1,0 +1,133 @@
+//! Warm-instance reuse (`Binding::reuse_instances`): off by default, the same
+//! answers as fresh instances, and an instance is dropped after a trap, after
+//! its call bound and past its memory bound.
+
+use serde_json::{Value, json};
+use tessera_runtime::{Binding, Error, Reuse, ReuseStats};
+use tessera_tests::plugins::{DATABASE, FAULTY, REQUIRE_LABELS};
+
+use crate::common::{bind, ctx, yaml_file};
+
+fn faulty_composite(panic: bool) -> Value {
+    json!({"apiVersion": "test.tessera.dev/v1", "kind": "Faulty",
+        "metadata": {"name": "f", "namespace": "t"}, "spec": {"panic": panic}})
+}
+
+/// The call number the `count` mode read from the instance's own memory.
+async fn calls(binding: &Binding, panic: bool) -> Result<u32, Error> {
+    let composed = binding
+        .expand(&faulty_composite(panic), &[], &ctx())
+        .await?;
+    Ok(composed.children[0]["data"]["calls"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap())
+}
+
+async fn counter(reuse: Option<Reuse>) -> Binding {
+    let binding = bind(FAULTY, json!({"mode": "count"})).await;
+    match reuse {
+        Some(reuse) => binding.reuse_instances(reuse),
+        None => binding,
+    }
+}
+
+#[tokio::test]
+async fn without_reuse_every_evaluation_gets_a_fresh_instance() {
+    let binding = counter(None).await;
+    for _ in 0..3 {
+        assert_eq!(calls(&binding, false).await.unwrap(), 1);
+    }
+    assert_eq!(binding.reuse_stats(), None);
+}
+
+#[tokio::test]
+async fn a_reused_instance_keeps_its_memory_and_starts_with_empty_output() {
+    let binding = counter(Some(Reuse::default())).await;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let composed = binding
+            .expand(&faulty_composite(false), &[], &ctx())
+            .await
+            .unwrap();
+        seen.push(composed.children[0]["data"]["calls"].clone());
+        // Each report holds this evaluation's output only.
+        assert_eq!(composed.report.logs.len(), 1, "{:?}", composed.report.logs);
+        assert_eq!(composed.report.stdout.lines().count(), 1);
+    }
+    assert_eq!(seen, [json!("1"), json!("2"), json!("3")]);
+    assert_eq!(
+        binding.reuse_stats(),
+        Some(ReuseStats {
+            instantiated: 1,
+            reused: 2,
+            discarded: 0
+        })
+    );
+}
+
+#[tokio::test]
+async fn an_instance_that_trapped_is_never_reused() {
+    let binding = counter(Some(Reuse::default())).await;
+    assert_eq!(calls(&binding, false).await.unwrap(), 1);
+    assert_eq!(calls(&binding, false).await.unwrap(), 2);
+    let err = calls(&binding, true).await.unwrap_err();
+    assert!(matches!(err, Error::Crashed { .. }), "{err}");
+    // The next evaluation starts over in a new instance.
+    assert_eq!(calls(&binding, false).await.unwrap(), 1);
+    let stats = binding.reuse_stats().unwrap();
+    assert_eq!((stats.instantiated, stats.discarded), (2, 1), "{stats:?}");
+}
+
+#[tokio::test]
+async fn instances_are_dropped_after_max_calls_and_past_the_memory_bound() {
+    let binding = counter(Some(Reuse::default().max_calls(2))).await;
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        seen.push(calls(&binding, false).await.unwrap());
+    }
+    assert_eq!(seen, [1, 2, 1, 2, 1]);
+
+    // Every Rust plugin's memory is larger than one byte: never kept.
+    let binding = counter(Some(Reuse::default().max_memory_bytes(1))).await;
+    for _ in 0..3 {
+        assert_eq!(calls(&binding, false).await.unwrap(), 1);
+    }
+    assert_eq!(binding.reuse_stats().unwrap().discarded, 3);
+}
+
+#[tokio::test]
+async fn reuse_gives_the_same_answers_as_fresh_instances() {
+    let composite = yaml_file(&tessera_tests::example("database.yaml"));
+    let fresh = bind(DATABASE, json!({})).await;
+    let warm = bind(DATABASE, json!({}))
+        .await
+        .reuse_instances(Reuse::default());
+    let expected = fresh.expand(&composite, &[], &ctx()).await.unwrap();
+    for _ in 0..3 {
+        let got = warm.expand(&composite, &[], &ctx()).await.unwrap();
+        assert_eq!(got.children, expected.children);
+    }
+
+    let settings = json!({"requiredLabels": ["team"]});
+    let labels = bind(REQUIRE_LABELS, settings.clone()).await;
+    let warm = bind(REQUIRE_LABELS, settings)
+        .await
+        .reuse_instances(Reuse::default());
+    for object in [
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "labels": {"team": "x"}}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b"}}),
+    ] {
+        let review = tessera_runtime::Review {
+            operation: tessera_runtime::Operation::Create,
+            object: Some(object),
+            old_object: None,
+            user_info: Default::default(),
+        };
+        let a = labels.validate(&review).await.unwrap();
+        let b = warm.validate(&review).await.unwrap();
+        assert_eq!((a.allowed, a.findings), (b.allowed, b.findings));
+    }
+    assert_eq!(warm.reuse_stats().unwrap().reused, 1);
+}
