@@ -53,9 +53,17 @@
 
 extern crate self as tessera_sdk;
 
+#[cfg(all(target_arch = "wasm32", feature = "arena"))]
+pub mod arena;
 mod fields;
 mod object;
 mod types;
+
+/// With the `arena` feature, plugins allocate from a bump arena instead of
+/// the default allocator (see [`arena`]).
+#[cfg(all(target_arch = "wasm32", feature = "arena"))]
+#[global_allocator]
+static ALLOCATOR: arena::Arena = arena::Arena::new();
 
 pub mod host;
 

@@ -47,7 +47,7 @@ impl Object {
     }
 
     pub(crate) fn to_json(&self) -> String {
-        self.0.to_string()
+        crate::types::json_text(&self.0)
     }
 
     fn str_at(&self, outer: &str, key: &str) -> Option<&str> {

@@ -119,7 +119,7 @@ impl Metadata {
                 .into_iter()
                 .map(|(api_version, kind)| t::KindRef { api_version, kind })
                 .collect(),
-            settings_schema: self.settings_schema.map(|schema| schema.to_string()),
+            settings_schema: self.settings_schema.as_ref().map(json_text),
         }
     }
 }
@@ -394,7 +394,7 @@ impl Expansion {
     pub(crate) fn into_wit(self) -> c::Expansion {
         c::Expansion {
             children: self.children.iter().map(Object::to_json).collect(),
-            status: self.status.map(|s| s.to_string()),
+            status: self.status.as_ref().map(json_text),
             conditions: self
                 .conditions
                 .into_iter()
@@ -512,6 +512,14 @@ impl Verdict {
             findings: self.findings.into_iter().map(Finding::into_wit).collect(),
         }
     }
+}
+
+/// A value as compact JSON text. `serde_json::to_string` writes straight
+/// into a buffer; `Value::to_string` goes through `fmt::Display` and its
+/// per-token indirect calls, which made serialising the children the largest
+/// single cost of a plugin's `expand` in WebAssembly (BENCHMARKS.md).
+pub(crate) fn json_text(value: &Value) -> String {
+    serde_json::to_string(value).expect("a JSON value with string keys always serializes")
 }
 
 fn parse_json(what: &str, text: &str) -> Result<Value> {

@@ -4,8 +4,11 @@
 //! engine's compatibility hash (wasmtime version, target and the compilation
 //! settings that matter), so an artifact is only ever loaded into an engine
 //! configured like the one that made it. Each file ends with a trailer that
-//! holds the sha256 of the artifact; an entry whose trailer does not match
-//! (truncated, corrupted, or not ours) is recompiled, never loaded.
+//! holds a CRC-32 of the artifact; an entry whose trailer does not match
+//! (truncated, corrupted, or not ours) is recompiled, never loaded. CRC-32
+//! rather than a cryptographic hash: it only has to catch accidents, and at
+//! several GB/s it keeps a cached load well under a millisecond (a SHA-256
+//! of the ~700 KB artifact was most of the load time; BENCHMARKS.md).
 //! Entries are written to a temporary file and renamed into place, so a
 //! reader never sees half an entry.
 //!
@@ -20,13 +23,12 @@ use std::hash::{Hash, Hasher};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
 /// Marks a Tessera cache file; also versions the file format.
-const MAGIC: &[u8; 8] = b"TSRCWA01";
-const TRAILER: usize = 32 + MAGIC.len();
+const MAGIC: &[u8; 8] = b"TSRCWA02";
+const TRAILER: usize = 4 + MAGIC.len();
 
 /// The cache directory and the engine's key.
 #[derive(Debug, Clone)]
@@ -100,7 +102,7 @@ impl ArtifactCache {
             )));
         }
         let (artifact, trailer) = bytes.split_at(bytes.len() - TRAILER);
-        if Sha256::digest(artifact).as_slice() != &trailer[..32] {
+        if crc32fast::hash(artifact).to_le_bytes() != trailer[..4] {
             return Err(Miss::Rejected(format!(
                 "{}: checksum mismatch",
                 path.display()
@@ -129,7 +131,7 @@ impl ArtifactCache {
             .create(&self.dir)?;
         let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
         file.write_all(artifact)?;
-        file.write_all(&Sha256::digest(artifact))?;
+        file.write_all(&crc32fast::hash(artifact).to_le_bytes())?;
         file.write_all(MAGIC)?;
         file.as_file().sync_all()?;
         file.persist(self.entry_path(wasm_hex))

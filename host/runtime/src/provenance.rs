@@ -14,7 +14,7 @@
 //! Label: `tessera.dev/composite-name`: the composite's name.
 
 use std::collections::HashSet;
-use std::fmt::Write as _;
+use std::io::Write as _;
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -68,50 +68,48 @@ pub fn is_cluster_scoped(kind: &str) -> bool {
 /// JSON with object keys sorted and no insignificant white space: the same
 /// value always gives the same bytes, whatever order its keys came in.
 pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
-    write_canonical(value, &mut out);
-    out
+    let mut out = Vec::new();
+    write_canonical(value, &mut out).expect("writing to a Vec cannot fail");
+    String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+/// Writes [`canonical_json`] of `value` to `out` without building it in
+/// memory first (the input digest streams it into the hasher). Strings and
+/// numbers are written by serde_json, so they read exactly as
+/// `Value::to_string` writes them.
+fn write_canonical(value: &Value, out: &mut impl std::io::Write) -> std::io::Result<()> {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.write_all(b"{")?;
+            for (i, (key, item)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.write_all(b",")?;
                 }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[key], out);
+                serde_json::to_writer(&mut *out, key)?;
+                out.write_all(b":")?;
+                write_canonical(item, out)?;
             }
-            out.push('}');
+            out.write_all(b"}")
         }
         Value::Array(items) => {
-            out.push('[');
+            out.write_all(b"[")?;
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.write_all(b",")?;
                 }
-                write_canonical(item, out);
+                write_canonical(item, out)?;
             }
-            out.push(']');
+            out.write_all(b"]")
         }
-        other => out.push_str(&other.to_string()),
+        other => Ok(serde_json::to_writer(out, other)?),
     }
 }
 
 /// `sha256:<hex>` of some bytes.
 pub fn sha256_digest(bytes: &[u8]) -> String {
-    let hash = Sha256::digest(bytes);
-    let mut out = String::with_capacity(7 + 64);
-    out.push_str("sha256:");
-    for byte in hash {
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 /// The digest stamped as `tessera.dev/input-digest`: sha256 of the canonical
@@ -125,29 +123,66 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 /// would make the stamped children change on every reconcile, so a
 /// controller would never reach a steady state.
 pub fn input_digest(composite: &Value, settings: &Value) -> String {
-    let mut intent = Map::new();
-    for key in ["apiVersion", "kind", "spec"] {
-        if let Some(v) = composite.get(key) {
-            intent.insert(key.into(), v.clone());
+    // The canonical JSON of {"composite": intent, "settings": settings},
+    // written straight into the hasher: keys in sorted order, the intent
+    // borrowed from the composite instead of copied.
+    let intent_keys = ["apiVersion", "kind", "metadata", "spec"];
+    let metadata_keys = [
+        "annotations",
+        "generation",
+        "labels",
+        "name",
+        "namespace",
+        "uid",
+    ];
+    let mut hasher = Sha256::new();
+    let mut write = || -> std::io::Result<()> {
+        hasher.write_all(br#"{"composite":{"#)?;
+        let mut first = true;
+        for key in intent_keys {
+            let Some(value) = composite.get(key) else {
+                continue;
+            };
+            if key == "metadata" {
+                // Only an object metadata counts, as only its identity
+                // fields do.
+                let Some(metadata) = value.as_object() else {
+                    continue;
+                };
+                if !first {
+                    hasher.write_all(b",")?;
+                }
+                first = false;
+                hasher.write_all(br#""metadata":{"#)?;
+                let mut first_field = true;
+                for field in metadata_keys {
+                    if let Some(v) = metadata.get(field) {
+                        if !first_field {
+                            hasher.write_all(b",")?;
+                        }
+                        first_field = false;
+                        serde_json::to_writer(&mut hasher, field)?;
+                        hasher.write_all(b":")?;
+                        write_canonical(v, &mut hasher)?;
+                    }
+                }
+                hasher.write_all(b"}")?;
+                continue;
+            }
+            if !first {
+                hasher.write_all(b",")?;
+            }
+            first = false;
+            serde_json::to_writer(&mut hasher, key)?;
+            hasher.write_all(b":")?;
+            write_canonical(value, &mut hasher)?;
         }
-    }
-    if let Some(metadata) = composite.get("metadata").and_then(Value::as_object) {
-        let kept: Map<String, Value> = metadata
-            .iter()
-            .filter(|(k, _)| {
-                matches!(
-                    k.as_str(),
-                    "name" | "namespace" | "uid" | "generation" | "labels" | "annotations"
-                )
-            })
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        intent.insert("metadata".into(), Value::Object(kept));
-    }
-    let mut input = Map::new();
-    input.insert("composite".into(), Value::Object(intent));
-    input.insert("settings".into(), settings.clone());
-    sha256_digest(canonical_json(&Value::Object(input)).as_bytes())
+        hasher.write_all(br#"},"settings":"#)?;
+        write_canonical(settings, &mut hasher)?;
+        hasher.write_all(b"}")
+    };
+    write().expect("hashing cannot fail");
+    format!("sha256:{}", hex::encode(hasher.finalize()))
 }
 
 /// The identity of a composite, as the host sees it.
@@ -357,6 +392,40 @@ mod tests {
         assert_eq!(
             canonical_json(&a),
             r#"{"a":{"c":"x","d":[1,{"y":null,"z":0}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn input_digest_is_the_sha256_of_the_canonical_intent() {
+        // The streaming digest must hash exactly the canonical JSON of the
+        // composite's intent and the settings (digests already stamped on
+        // children must not change).
+        let composite = json!({
+            "spec": {"b": [1, 2.5, "x\"y"], "a": null},
+            "kind": "Database", "status": {"ready": true},
+            "metadata": {"uid": "u-1", "resourceVersion": "9", "name": "orders",
+                "labels": {"z": "1", "a": "é"}, "namespace": "shop", "generation": 3,
+                "annotations": {"k": "v"}, "managedFields": []},
+            "apiVersion": "platform.tessera.dev/v1alpha1",
+        });
+        let settings = json!({"y": 1, "x": {"b": true, "a": false}});
+        let intent = json!({"composite": {
+            "apiVersion": composite["apiVersion"], "kind": composite["kind"],
+            "spec": composite["spec"],
+            "metadata": {"name": "orders", "namespace": "shop", "uid": "u-1",
+                "generation": 3, "labels": composite["metadata"]["labels"],
+                "annotations": composite["metadata"]["annotations"]},
+        }, "settings": settings});
+        assert_eq!(
+            input_digest(&composite, &settings),
+            sha256_digest(canonical_json(&intent).as_bytes())
+        );
+        // Without metadata or spec the keys left are still in order.
+        let bare = json!({"kind": "K", "apiVersion": "v1"});
+        let intent = json!({"composite": {"apiVersion": "v1", "kind": "K"}, "settings": {}});
+        assert_eq!(
+            input_digest(&bare, &json!({})),
+            sha256_digest(canonical_json(&intent).as_bytes())
         );
     }
 
