@@ -1,72 +1,18 @@
 //! Tessera against native code, measured in one run so that the noise of a
 //! shared machine cancels out in the ratios. Method and results:
-//! BENCHMARKS.md. Run: `cargo bench -p tessera-tests --bench ratios`
+//! BENCHMARKS.md. Run: `cargo bench -p tessera-bench --bench ratios`
 //! (`TESSERA_BENCH_SECONDS` sets the throughput window, default 2).
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tessera_runtime::{Binding, Context, Operation, Review, Runtime, UserInfo};
-use tessera_sdk::{CompositionRequest, Object};
-use tessera_tests::plugins::{DATABASE, REQUIRE_LABELS};
-
-/// The example composite, with its Secret already observed so that the
-/// native path (which has no host to derive a password) does the same work.
-fn inputs() -> (Value, Vec<Value>) {
-    let text = std::fs::read_to_string(tessera_tests::example("database.yaml")).unwrap();
-    let composite: Value = serde_yaml_ng::from_str(&text).unwrap();
-    let secret = json!({"apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "orders-credentials", "namespace": "shop"},
-        "data": {"password": "c2VjcmV0LXZhbHVlLTEyMzQ1Njc4OTBhYmNk"}});
-    (composite, vec![secret])
-}
-
-fn labelled_object() -> Value {
-    json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "flags", "namespace": "shop", "labels": {"team": "web", "env": "prod"}}})
-}
-
-fn label_settings() -> Value {
-    json!({"requiredLabels": ["team", "env"], "allowedValues": {"env": ["dev", "prod"]}})
-}
-
-/// The plugin's logic called natively: parse the JSON text the host would
-/// send, run the same Rust function, serialize the children as the plugin
-/// does. No sandbox, no copies across a boundary.
-fn native_expand(composite_text: &str, observed_text: &[String]) -> usize {
-    let parse =
-        |what: &str, t: &str| Object::from_value(what, serde_json::from_str(t).unwrap()).unwrap();
-    let request = CompositionRequest {
-        composite: parse("composite", composite_text),
-        observed: observed_text.iter().map(|t| parse("observed", t)).collect(),
-        settings: json!({}),
-        context: tessera_sdk::Context {
-            caller: "bench".into(),
-            dry_run: true,
-        },
-    };
-    let expansion = database::expand(request).unwrap();
-    expansion
-        .children()
-        .iter()
-        .map(|c| c.as_value().to_string().len())
-        .sum()
-}
-
-fn native_validate(object_text: &str, settings: &Value) -> bool {
-    let review = tessera_sdk::Review {
-        operation: tessera_sdk::Operation::Create,
-        object: Some(
-            Object::from_value("object", serde_json::from_str(object_text).unwrap()).unwrap(),
-        ),
-        old_object: None,
-        user_info: tessera_sdk::UserInfo::default(),
-        settings: settings.clone(),
-    };
-    require_labels::validate(review).unwrap().allowed
-}
+use tessera_bench::{
+    bind, database_inputs, label_settings, labelled_object, native_expand, native_validate,
+    plugins::{DATABASE, REQUIRE_LABELS},
+    review, runtime, tokio_runtime,
+};
+use tessera_runtime::{Binding, Context, Reuse, Runtime};
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
@@ -79,7 +25,7 @@ fn us(d: Duration) -> f64 {
 
 /// Runs `f` `iterations` times per round, rounds interleaved with the other
 /// scenarios by the caller; returns per-call samples.
-fn sample(iterations: usize, mut f: impl FnMut()) -> Vec<Duration> {
+fn sample(iterations: usize, f: &mut dyn FnMut()) -> Vec<Duration> {
     (0..iterations)
         .map(|_| {
             let started = Instant::now();
@@ -89,9 +35,12 @@ fn sample(iterations: usize, mut f: impl FnMut()) -> Vec<Duration> {
         .collect()
 }
 
-struct Scenario {
-    name: &'static str,
-    samples: Vec<Duration>,
+/// Which native figure a scenario's ratio is taken against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Base {
+    Expand,
+    Validate,
+    None,
 }
 
 fn throughput(
@@ -106,10 +55,7 @@ fn throughput(
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_time()
-                        .build()
-                        .unwrap();
+                    let rt = tokio_runtime();
                     let mut n = 0;
                     while Instant::now() < deadline {
                         rt.block_on(binding.expand(composite, observed, &Context::default()))
@@ -126,100 +72,111 @@ fn throughput(
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
-    let (composite, observed) = inputs();
+    let rt = tokio_runtime();
+    let (composite, observed) = database_inputs();
     let composite_text = composite.to_string();
     let observed_text: Vec<String> = observed.iter().map(Value::to_string).collect();
-    let object = labelled_object();
-    let object_text = object.to_string();
+    let object_text = labelled_object().to_string();
     let settings = label_settings();
 
-    let default_rt = Runtime::builder().no_cache().build().unwrap();
-    let pooled_rt = Runtime::builder().no_cache().pooling(16).build().unwrap();
-    let bind = |runtime: &Runtime, path: &str, settings: Value| {
-        let plugin = rt.block_on(runtime.load_file(path)).unwrap();
-        Binding::new(plugin, settings).unwrap()
-    };
-    let db_default = bind(&default_rt, DATABASE, json!({}));
-    let db_pooled = bind(&pooled_rt, DATABASE, json!({}));
-    let labels_default = bind(&default_rt, REQUIRE_LABELS, settings.clone());
-    let labels_pooled = bind(&pooled_rt, REQUIRE_LABELS, settings.clone());
-    let review = Review {
-        operation: Operation::Create,
-        object: Some(object.clone()),
-        old_object: None,
-        user_info: UserInfo::default(),
-    };
+    let default_rt = runtime(None);
+    let pooled_rt = runtime(Some(16));
+    let db_default = bind(&rt, &default_rt, DATABASE, json!({}));
+    let db_pooled = bind(&rt, &pooled_rt, DATABASE, json!({}));
+    let db_warm = bind(&rt, &pooled_rt, DATABASE, json!({})).reuse_instances(Reuse::default());
+    let labels_default = bind(&rt, &default_rt, REQUIRE_LABELS, settings.clone());
+    let labels_pooled = bind(&rt, &pooled_rt, REQUIRE_LABELS, settings.clone());
+    let labels_warm =
+        bind(&rt, &pooled_rt, REQUIRE_LABELS, settings.clone()).reuse_instances(Reuse::default());
+    let review = review();
     let ctx = Context::default();
 
     // Compile versus loading a cached artifact.
     let cache = tempfile::tempdir().unwrap();
     let cached_rt = Runtime::builder().cache_dir(cache.path()).build().unwrap();
     rt.block_on(cached_rt.load_file(DATABASE)).unwrap();
-    let compile = median(sample(5, || {
+    let compile = median(sample(5, &mut || {
         black_box(rt.block_on(default_rt.load_file(DATABASE)).unwrap());
     }));
-    let cache_load = median(sample(20, || {
+    let cache_load = median(sample(20, &mut || {
         black_box(rt.block_on(cached_rt.load_file(DATABASE)).unwrap());
     }));
 
-    let mut scenarios: Vec<Scenario> = [
-        "expand: native",
-        "expand: fresh instance, default allocator",
-        "expand: fresh instance, pooling allocator",
-        "instantiate only, default allocator",
-        "instantiate only, pooling allocator",
-        "validate: native",
-        "validate: fresh instance, default allocator",
-        "validate: fresh instance, pooling allocator",
-    ]
-    .into_iter()
-    .map(|name| Scenario {
-        name,
-        samples: Vec::new(),
-    })
-    .collect();
+    // Each scenario: its name, the native figure it is compared with (none
+    // for instantiation alone), and one call.
+    let expand = |binding: &Binding| {
+        black_box(
+            rt.block_on(binding.expand(&composite, &observed, &ctx))
+                .unwrap(),
+        );
+    };
+    let validate = |binding: &Binding| {
+        black_box(rt.block_on(binding.validate(&review)).unwrap());
+    };
+    let mut scenarios: Vec<(&str, Base, Box<dyn FnMut() + '_>)> = vec![
+        (
+            "expand: native",
+            Base::Expand,
+            Box::new(|| {
+                black_box(native_expand(&composite_text, &observed_text));
+            }),
+        ),
+        (
+            "expand: fresh instance, default allocator",
+            Base::Expand,
+            Box::new(|| expand(&db_default)),
+        ),
+        (
+            "expand: fresh instance, pooling allocator",
+            Base::Expand,
+            Box::new(|| expand(&db_pooled)),
+        ),
+        (
+            "expand: warm instance reuse",
+            Base::Expand,
+            Box::new(|| expand(&db_warm)),
+        ),
+        (
+            "instantiate only, default allocator",
+            Base::None,
+            Box::new(|| rt.block_on(db_default.instantiate()).unwrap()),
+        ),
+        (
+            "instantiate only, pooling allocator",
+            Base::None,
+            Box::new(|| rt.block_on(db_pooled.instantiate()).unwrap()),
+        ),
+        (
+            "validate: native",
+            Base::Validate,
+            Box::new(|| {
+                black_box(native_validate(&object_text, &settings));
+            }),
+        ),
+        (
+            "validate: fresh instance, default allocator",
+            Base::Validate,
+            Box::new(|| validate(&labels_default)),
+        ),
+        (
+            "validate: fresh instance, pooling allocator",
+            Base::Validate,
+            Box::new(|| validate(&labels_pooled)),
+        ),
+        (
+            "validate: warm instance reuse",
+            Base::Validate,
+            Box::new(|| validate(&labels_warm)),
+        ),
+    ];
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); scenarios.len()];
     // Warm up every path, then interleave rounds so drift hits all alike.
     for round in 0..6 {
         let n = if round == 0 { 100 } else { 500 };
-        let mut runs: Vec<Vec<Duration>> = vec![
-            sample(n, || {
-                black_box(native_expand(&composite_text, &observed_text));
-            }),
-            sample(n, || {
-                black_box(
-                    rt.block_on(db_default.expand(&composite, &observed, &ctx))
-                        .unwrap(),
-                );
-            }),
-            sample(n, || {
-                black_box(
-                    rt.block_on(db_pooled.expand(&composite, &observed, &ctx))
-                        .unwrap(),
-                );
-            }),
-            sample(n, || {
-                rt.block_on(db_default.instantiate()).unwrap();
-            }),
-            sample(n, || {
-                rt.block_on(db_pooled.instantiate()).unwrap();
-            }),
-            sample(n, || {
-                black_box(native_validate(&object_text, &settings));
-            }),
-            sample(n, || {
-                black_box(rt.block_on(labels_default.validate(&review)).unwrap());
-            }),
-            sample(n, || {
-                black_box(rt.block_on(labels_pooled.validate(&review)).unwrap());
-            }),
-        ];
-        if round > 0 {
-            for (scenario, samples) in scenarios.iter_mut().zip(runs.drain(..)) {
-                scenario.samples.extend(samples);
+        for (i, (_, _, call)) in scenarios.iter_mut().enumerate() {
+            let run = sample(n, call);
+            if round > 0 {
+                samples[i].extend(run);
             }
         }
     }
@@ -230,32 +187,29 @@ fn main() {
         .unwrap_or(2.0);
     let mut rates = Vec::new();
     for (label, binding) in [
-        ("default allocator", &db_default),
-        ("pooling allocator", &db_pooled),
+        ("fresh instances, default allocator", &db_default),
+        ("fresh instances, pooling allocator", &db_pooled),
+        ("warm instance reuse", &db_warm),
     ] {
         let one = throughput(1, seconds, binding, &composite, &observed);
         let two = throughput(2, seconds, binding, &composite, &observed);
         rates.push((label, one, two));
     }
 
-    let medians: Vec<(String, Duration)> = scenarios
-        .into_iter()
-        .map(|s| (s.name.to_string(), median(s.samples)))
-        .collect();
-    let native_expand_us = us(medians[0].1);
-    let native_validate_us = us(medians[5].1);
+    let medians: Vec<Duration> = samples.into_iter().map(median).collect();
+    let base_of = |wanted: Base| {
+        scenarios
+            .iter()
+            .zip(&medians)
+            .find(|((name, base, _), _)| *base == wanted && name.ends_with("native"))
+            .map(|(_, d)| us(*d))
+    };
     println!("| measurement | median | ratio to native |");
     println!("|---|---|---|");
-    for (i, (name, d)) in medians.iter().enumerate() {
-        let base = if i < 5 {
-            native_expand_us
-        } else {
-            native_validate_us
-        };
-        let ratio = if name.contains("instantiate") {
-            "-".to_string()
-        } else {
-            format!("{:.2}x", us(*d) / base)
+    for ((name, base, _), d) in scenarios.iter().zip(&medians) {
+        let ratio = match base_of(*base) {
+            Some(native) => format!("{:.2}x", us(*d) / native),
+            None => "-".to_string(),
         };
         println!("| {name} | {:.1} µs | {ratio} |", us(*d));
     }
@@ -269,10 +223,9 @@ fn main() {
         compile.as_secs_f64() / cache_load.as_secs_f64()
     );
     println!();
-    println!("| expand throughput, fresh instances | 1 thread | 2 threads | scaling |");
+    println!("| expand throughput | 1 thread | 2 threads | scaling |");
     println!("|---|---|---|---|");
     for (label, one, two) in rates {
         println!("| {label} | {one:.0}/s | {two:.0}/s | {:.2}x |", two / one);
     }
-    let _ = Arc::new(());
 }
