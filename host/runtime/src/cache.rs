@@ -90,23 +90,16 @@ impl ArtifactCache {
                 return Err(Miss::Rejected(format!("{}: {why}", checked.display())));
             }
         }
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Miss::Absent),
-            Err(e) => return Err(Miss::Rejected(format!("{}: {e}", path.display()))),
+        let io_error = |e: std::io::Error| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Miss::Absent
+            } else {
+                Miss::Rejected(format!("{}: {e}", path.display()))
+            }
         };
-        if bytes.len() < TRAILER || &bytes[bytes.len() - MAGIC.len()..] != MAGIC {
-            return Err(Miss::Rejected(format!(
-                "{}: not a Tessera cache entry",
-                path.display()
-            )));
-        }
-        let (artifact, trailer) = bytes.split_at(bytes.len() - TRAILER);
-        if crc32fast::hash(artifact).to_le_bytes() != trailer[..4] {
-            return Err(Miss::Rejected(format!(
-                "{}: checksum mismatch",
-                path.display()
-            )));
+        let verified = verify(&path).map_err(io_error)?;
+        if let Err(why) = verified {
+            return Err(Miss::Rejected(format!("{}: {why}", path.display())));
         }
         // SAFETY: wasmtime requires that deserialized bytes were produced by
         // `Component::serialize` of a compatible engine and not tampered with.
@@ -115,9 +108,11 @@ impl ArtifactCache {
         // cache) wrote it; the checksum rules out truncation and corruption;
         // the file name binds it to this plugin digest and engine
         // configuration, and wasmtime re-checks the engine compatibility
-        // header and rejects a mismatch with an error.
+        // header and rejects a mismatch with an error. wasmtime maps the
+        // file instead of copying it (its code and data pages come straight
+        // from the page cache; the trailer after the object is ignored).
         #[allow(unsafe_code)]
-        let component = unsafe { Component::deserialize(engine, artifact) };
+        let component = unsafe { Component::deserialize_file(engine, &path) };
         component.map_err(|e| Miss::Rejected(format!("{}: {e}", path.display())))
     }
 
@@ -142,6 +137,39 @@ impl ArtifactCache {
 
 /// Whether `path` belongs to this process's user and nobody else can write
 /// to it.
+/// Checks an entry's trailer (magic and CRC-32 of everything before it),
+/// reading the file in small chunks rather than into one buffer: the
+/// artifact itself is then mapped by wasmtime, never copied. The outer
+/// error is I/O, the inner one why the entry is not acceptable.
+fn verify(path: &Path) -> std::io::Result<Result<(), String>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let Some(artifact_len) = len.checked_sub(TRAILER as u64) else {
+        return Ok(Err("not a Tessera cache entry".into()));
+    };
+    let mut trailer = [0u8; TRAILER];
+    file.seek(SeekFrom::Start(artifact_len))?;
+    file.read_exact(&mut trailer)?;
+    if trailer[4..] != *MAGIC {
+        return Ok(Err("not a Tessera cache entry".into()));
+    }
+    file.seek(SeekFrom::Start(0))?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut chunk = vec![0u8; 64 << 10];
+    let mut left = artifact_len;
+    while left > 0 {
+        let n = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        file.read_exact(&mut chunk[..n])?;
+        hasher.update(&chunk[..n]);
+        left -= n as u64;
+    }
+    if hasher.finalize().to_le_bytes() != trailer[..4] {
+        return Ok(Err("checksum mismatch".into()));
+    }
+    Ok(Ok(()))
+}
+
 fn private(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
