@@ -35,6 +35,9 @@ fn sample(iterations: usize, f: &mut dyn FnMut()) -> Vec<Duration> {
         .collect()
 }
 
+/// A scenario: its name, the native figure it is compared with, one call.
+type Scenario<'a> = (&'static str, Base, Box<dyn FnMut() + 'a>);
+
 /// Which native figure a scenario's ratio is taken against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Base {
@@ -113,7 +116,7 @@ fn main() {
     let validate = |binding: &Binding| {
         black_box(rt.block_on(binding.validate(&review)).unwrap());
     };
-    let mut scenarios: Vec<(&str, Base, Box<dyn FnMut() + '_>)> = vec![
+    let mut scenarios: Vec<Scenario<'_>> = vec![
         (
             "expand: native",
             Base::Expand,
