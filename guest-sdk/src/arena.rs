@@ -58,6 +58,15 @@ impl Arena {
     /// needed. Returns the (aligned) start, or `None` when memory cannot
     /// grow (the host's cap).
     fn reserve(&self, align: usize, size: usize) -> Option<usize> {
+        if self.end.get() == 0 {
+            // First use: the arena starts where the linker put the heap and
+            // owns the rest of the initial memory, so a plugin linked with
+            // enough initial memory never grows it (growing and the shrink
+            // that resets the slot afterwards are address-space system
+            // calls on the host, serialised across threads).
+            self.next.set(heap_base());
+            self.end.set(core::arch::wasm32::memory_size(0) * PAGE);
+        }
         let mut start = self.next.get().checked_add(align - 1)? & !(align - 1);
         let mut end = start.checked_add(size)?;
         if end > self.end.get() {
@@ -82,6 +91,16 @@ impl Arena {
         }
         Some(start)
     }
+}
+
+/// The first address after the static data and the stack, from the linker.
+// The declaration is `unsafe extern`; only the symbol's address is taken.
+#[allow(unsafe_code)]
+fn heap_base() -> usize {
+    unsafe extern "C" {
+        static __heap_base: u8;
+    }
+    (&raw const __heap_base) as usize
 }
 
 impl Default for Arena {
