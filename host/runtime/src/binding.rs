@@ -16,7 +16,7 @@ use crate::limits::Limits;
 use crate::plugin::{Plugin, PluginPre, World, classify};
 use crate::provenance::{self, CompositeRef, Stamp};
 use crate::resources::ReadAccess;
-use crate::runtime::Runtime;
+use crate::runtime::{Lease, Runtime};
 use crate::secrets::SecretKey;
 use crate::state::{HostEnv, LogLine, State};
 
@@ -357,27 +357,30 @@ impl Binding {
 
     /// A store for one evaluation: a kept one (readied for `env`) when
     /// reuse is on and one waits, else a new one.
-    fn checkout(&self, env: HostEnv) -> (wasmtime::Store<State>, Option<(WarmInstance, u32)>) {
+    async fn checkout(&self, env: HostEnv) -> (Lease, Option<(WarmInstance, u32)>) {
         let runtime = self.plugin.runtime();
         if let Some(pool) = &self.warm {
             if let Some(mut warm) = pool.take() {
                 pool.reused.fetch_add(1, Ordering::Relaxed);
                 warm.store.data_mut().reset_for_reuse(env);
                 Runtime::arm_store(runtime, &mut warm.store, &self.limits);
-                return (warm.store, Some((warm.instance, warm.calls)));
+                return (
+                    Lease::unpermitted(warm.store),
+                    Some((warm.instance, warm.calls)),
+                );
             }
             pool.instantiated.fetch_add(1, Ordering::Relaxed);
         }
-        let store = Runtime::new_store(runtime, &self.limits, env, RANDOM_SEED);
-        (store, None)
+        let lease = Runtime::lease(runtime, &self.limits, env, RANDOM_SEED).await;
+        (lease, None)
     }
 
     /// After an evaluation that answered: keeps the instance when reuse is
     /// on. (After an error the store is simply dropped.)
-    fn check_in(&self, store: wasmtime::Store<State>, instance: WarmInstance, calls: u32) {
+    fn check_in(&self, lease: Lease, instance: WarmInstance, calls: u32) {
         if let Some(pool) = &self.warm {
             pool.give_back(Warm {
-                store,
+                store: lease.into_store(),
                 instance,
                 calls,
             });
@@ -468,7 +471,8 @@ impl Binding {
             &self.limits,
         );
         let runtime = self.plugin.runtime();
-        let (mut store, warm) = self.checkout(env);
+        let (mut lease, warm) = self.checkout(env).await;
+        let store = &mut lease.store;
         let (instance, calls) = match warm {
             Some((WarmInstance::Composition(instance), calls)) => (Some(instance), calls),
             _ => (None, 0),
@@ -477,12 +481,12 @@ impl Binding {
             let instance = match instance {
                 Some(instance) => instance,
                 None => pre
-                    .instantiate_async(&mut store)
+                    .instantiate_async(&mut *store)
                     .await
                     .map_err(|e| (Phase::Instantiate, e))?,
             };
             let answer = instance
-                .call_expand(&mut store, &request)
+                .call_expand(&mut *store, &request)
                 .await
                 .map_err(|e| (Phase::Expand, e))?;
             Ok((instance, answer))
@@ -490,9 +494,9 @@ impl Binding {
         .await
         .map_err(|(phase, e)| {
             self.discard();
-            classify(e, &store, id, phase)
+            classify(e, store, id, phase)
         })?;
-        let report = report(&mut store, &self.limits, runtime.fuel);
+        let report = report(store, &self.limits, runtime.fuel);
         let (instance, answer) = answer;
         let expansion = match answer {
             Ok(expansion) => expansion,
@@ -552,7 +556,7 @@ impl Binding {
             })?;
 
         // Kept for reuse only once the answer passed every check.
-        self.check_in(store, WarmInstance::Composition(instance), calls);
+        self.check_in(lease, WarmInstance::Composition(instance), calls);
         Ok(Composed {
             children,
             status,
@@ -586,7 +590,8 @@ impl Binding {
         };
         let env = HostEnv::new(&id.name, self.reads.clone(), None, &self.limits);
         let runtime = self.plugin.runtime();
-        let (mut store, warm) = self.checkout(env);
+        let (mut lease, warm) = self.checkout(env).await;
+        let store = &mut lease.store;
         let (instance, calls) = match warm {
             Some((WarmInstance::Policy(instance), calls)) => (Some(instance), calls),
             _ => (None, 0),
@@ -595,12 +600,12 @@ impl Binding {
             let instance = match instance {
                 Some(instance) => instance,
                 None => pre
-                    .instantiate_async(&mut store)
+                    .instantiate_async(&mut *store)
                     .await
                     .map_err(|e| (Phase::Instantiate, e))?,
             };
             let answer = instance
-                .call_validate(&mut store, &request)
+                .call_validate(&mut *store, &request)
                 .await
                 .map_err(|e| (Phase::Validate, e))?;
             Ok((instance, answer))
@@ -608,13 +613,13 @@ impl Binding {
         .await
         .map_err(|(phase, e)| {
             self.discard();
-            classify(e, &store, id, phase)
+            classify(e, store, id, phase)
         })?;
-        let report = report(&mut store, &self.limits, runtime.fuel);
+        let report = report(store, &self.limits, runtime.fuel);
         let (instance, answer) = answer;
         let verdict = match answer {
             Ok(verdict) => {
-                self.check_in(store, WarmInstance::Policy(instance), calls);
+                self.check_in(lease, WarmInstance::Policy(instance), calls);
                 verdict
             }
             Err(e) => {
@@ -635,12 +640,13 @@ impl Binding {
         let id = self.plugin.id();
         let env = HostEnv::new(&id.name, self.reads.clone(), None, &self.limits);
         let runtime = self.plugin.runtime();
-        let mut store = Runtime::new_store(runtime, &self.limits, env, RANDOM_SEED);
+        let mut lease = Runtime::lease(runtime, &self.limits, env, RANDOM_SEED).await;
+        let store = &mut lease.store;
         match &self.plugin.inner.pre {
-            PluginPre::Composition(pre) => pre.instantiate_async(&mut store).await.map(drop),
-            PluginPre::Policy(pre) => pre.instantiate_async(&mut store).await.map(drop),
+            PluginPre::Composition(pre) => pre.instantiate_async(&mut *store).await.map(drop),
+            PluginPre::Policy(pre) => pre.instantiate_async(&mut *store).await.map(drop),
         }
-        .map_err(|e| classify(e, &store, id, Phase::Instantiate))
+        .map_err(|e| classify(e, store, id, Phase::Instantiate))
     }
 
     /// A broken answer; a reused instance that gave it is not kept.

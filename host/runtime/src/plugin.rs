@@ -193,28 +193,29 @@ impl PluginInner {
     pub(crate) async fn call_metadata(&self) -> Result<Metadata> {
         let limits = Limits::default();
         let env = Runtime::metadata_env(&self.id.name, &limits);
-        let mut store = Runtime::new_store(&self.runtime, &limits, env, 0);
+        let mut lease = Runtime::lease(&self.runtime, &limits, env, 0).await;
+        let store = &mut lease.store;
         let raw = crate::binding::within(&limits, Phase::Metadata, async {
             match &self.pre {
                 PluginPre::Composition(pre) => {
                     let instance = pre
-                        .instantiate_async(&mut store)
+                        .instantiate_async(&mut *store)
                         .await
                         .map_err(|e| (Phase::Instantiate, e))?;
-                    instance.call_metadata(&mut store).await
+                    instance.call_metadata(&mut *store).await
                 }
                 PluginPre::Policy(pre) => {
                     let instance = pre
-                        .instantiate_async(&mut store)
+                        .instantiate_async(&mut *store)
                         .await
                         .map_err(|e| (Phase::Instantiate, e))?;
-                    instance.call_metadata(&mut store).await
+                    instance.call_metadata(&mut *store).await
                 }
             }
             .map_err(|e| (Phase::Metadata, e))
         })
         .await
-        .map_err(|(phase, e)| classify(e, &store, &self.id, phase))?;
+        .map_err(|(phase, e)| classify(e, store, &self.id, phase))?;
         metadata_from_wit(raw).map_err(|message| Error::Crashed {
             plugin: self.id.clone(),
             phase: Phase::Metadata,

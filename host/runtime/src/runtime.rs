@@ -78,8 +78,11 @@ impl RuntimeBuilder {
     /// exchange the runtime reserves virtual memory up front (about
     /// `4 × concurrency` linear-memory slots of 4 GiB + guard each, i.e.
     /// `concurrency × ~16 GiB` of address space, not of RAM), and an
-    /// evaluation beyond `concurrency` live instances fails with a host error
-    /// until one finishes. Linear memories are capped at [`POOLED_MAX_MEMORY`].
+    /// evaluation beyond `concurrency` evaluations at once waits until one
+    /// finishes. Instances kept by [`crate::Reuse`] occupy slots without
+    /// making anyone wait: size the pool for the concurrency plus the kept
+    /// instances, or evaluations fail with a host error when it runs out.
+    /// Linear memories are capped at [`POOLED_MAX_MEMORY`].
     pub fn pooling(mut self, concurrency: u32) -> Self {
         self.pooling = Some(concurrency.max(1));
         self
@@ -142,6 +145,9 @@ impl RuntimeBuilder {
                 cache,
                 fuel: self.fuel,
                 pooling: self.pooling,
+                slots: self
+                    .pooling
+                    .map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize))),
             }),
         })
     }
@@ -176,6 +182,34 @@ pub(crate) struct RuntimeInner {
     cache: Option<ArtifactCache>,
     pub(crate) fuel: bool,
     pooling: Option<u32>,
+    /// With the pooling allocator: one permit per slot, so an evaluation
+    /// past the pool's size waits for a slot instead of failing.
+    slots: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+/// A store for one evaluation and, with the pooling allocator, the slot
+/// permit it holds. Fields drop in order: the store (which hands its slot
+/// back to wasmtime) before the permit (which lets the next evaluation in).
+pub(crate) struct Lease {
+    pub(crate) store: Store<State>,
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Lease {
+    /// A lease on a store that holds no permit: a kept instance between
+    /// evaluations.
+    pub(crate) fn unpermitted(store: Store<State>) -> Self {
+        Lease { store, _slot: None }
+    }
+
+    /// The store, giving up the permit. A kept instance does not hold a
+    /// permit while idle: idle instances of one binding must not make
+    /// another binding's evaluations wait forever. They still occupy
+    /// wasmtime slots, so a pool sized only for the concurrency can run
+    /// out (an error, not a wait) when many bindings keep instances.
+    pub(crate) fn into_store(self) -> Store<State> {
+        self.store
+    }
 }
 
 impl std::fmt::Debug for Runtime {
@@ -392,12 +426,25 @@ impl Runtime {
         Ok(world)
     }
 
-    pub(crate) fn new_store(
+    /// A new store, after waiting for a pooling slot when the pool is full.
+    pub(crate) async fn lease(
         inner: &RuntimeInner,
         limits: &Limits,
         env: HostEnv,
         seed: u64,
-    ) -> Store<State> {
+    ) -> Lease {
+        let slot = match &inner.slots {
+            // The semaphore is never closed, so acquiring cannot fail.
+            Some(slots) => slots.clone().acquire_owned().await.ok(),
+            None => None,
+        };
+        Lease {
+            store: Runtime::new_store(inner, limits, env, seed),
+            _slot: slot,
+        }
+    }
+
+    fn new_store(inner: &RuntimeInner, limits: &Limits, env: HostEnv, seed: u64) -> Store<State> {
         let mut store = Store::new(&inner.engine, State::new(limits, env, seed));
         store.limiter(|state| &mut state.limiter);
         Runtime::arm_store(inner, &mut store, limits);

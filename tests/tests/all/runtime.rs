@@ -257,3 +257,35 @@ async fn the_pooling_allocator_gives_the_same_answers() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_full_pool_makes_evaluations_wait_for_a_slot_instead_of_failing() {
+    // One slot. A plugin asleep in WASI holds it until its 300 ms deadline;
+    // an evaluation started meanwhile waits for the slot, then succeeds.
+    let runtime = Runtime::builder().no_cache().pooling(1).build().unwrap();
+    let faulty = runtime
+        .load_file(tessera_tests::plugins::FAULTY)
+        .await
+        .unwrap();
+    let sleeper = Binding::new(faulty, json!({"mode": "sleep-forever"}))
+        .unwrap()
+        .with_limits(
+            tessera_runtime::Limits::default().deadline(std::time::Duration::from_millis(300)),
+        );
+    let database = Binding::new(runtime.load_file(DATABASE).await.unwrap(), json!({})).unwrap();
+    let composite = crate::common::yaml_file(&tessera_tests::example("database.yaml"));
+    let faulty_composite = json!({"apiVersion": "test.tessera.dev/v1", "kind": "Faulty",
+        "metadata": {"name": "f", "namespace": "t"}});
+    let context = ctx();
+    let sleeping = sleeper.expand(&faulty_composite, &[], &context);
+    let waiting = async {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        database.expand(&composite, &[], &ctx()).await
+    };
+    let (slept, waited) = tokio::join!(sleeping, waiting);
+    assert!(
+        matches!(slept, Err(Error::Crashed { .. })),
+        "the sleeper ends at its deadline: {slept:?}"
+    );
+    assert_eq!(waited.expect("waited for the slot").children.len(), 5);
+}
