@@ -231,8 +231,8 @@ impl Reuse {
         self
     }
 
-    /// Instances kept between evaluations; more finish than this, the rest
-    /// are dropped.
+    /// How many instances wait between evaluations at most; an instance
+    /// that finishes while that many wait is dropped.
     pub fn max_idle(mut self, instances: usize) -> Self {
         self.max_idle = instances;
         self
