@@ -76,6 +76,13 @@ struct RunArgs {
     /// Composites reconciled at once per composite kind.
     #[arg(long, default_value_t = 16)]
     concurrency: u16,
+    /// Plugin instances alive at once, pre-allocated by wasmtime's pooling
+    /// allocator (about twice as fast per evaluation, and it scales across
+    /// cores). Each slot reserves about 16 GiB of address space, not of
+    /// memory; an evaluation past the slots waits for one. 0: allocate per
+    /// instance instead.
+    #[arg(long, default_value_t = 64)]
+    instance_slots: u32,
     /// Only Compositions and Policies matching this label selector.
     #[arg(long)]
     selector: Option<String>,
@@ -151,6 +158,9 @@ async fn run(args: Box<RunArgs>) -> Result<(), Failure> {
     let mut builder = Runtime::builder();
     if let Some(dir) = &args.cache_dir {
         builder = builder.cache_dir(dir);
+    }
+    if args.instance_slots > 0 {
+        builder = builder.pooling(args.instance_slots);
     }
     let runtime = builder.build().map_err(|e| Failure::Runtime(e.into()))?;
     let mut options = Options::new(runtime, Arc::new(key));

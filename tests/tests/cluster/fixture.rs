@@ -70,10 +70,13 @@ impl World {
 
     /// Options for a controller of this test: resync every 2 s (so steady
     /// state is exercised often), plugin files re-read every second, only
-    /// this test's Compositions and Policies.
+    /// this test's Compositions and Policies, and the pooling allocator as
+    /// `tessera-controller run` uses it (fewer slots than its default: many
+    /// tests run in this process at once).
     pub fn options(&self) -> Options {
         let runtime = Runtime::builder()
             .cache_dir(crate::cache_dir())
+            .pooling(16)
             .build()
             .expect("runtime");
         let mut options =
