@@ -1,7 +1,8 @@
 //! Tessera against native code, measured in one run so that the noise of a
 //! shared machine cancels out in the ratios. Method and results:
 //! BENCHMARKS.md. Run: `cargo bench -p tessera-bench --bench ratios`
-//! (`TESSERA_BENCH_SECONDS` sets the throughput window, default 2).
+//! (`TESSERA_BENCH_SECONDS` sets the throughput window, default 2;
+//! `TESSERA_BENCH_THREADS` the thread counts, default `1,2`).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -46,12 +47,13 @@ enum Base {
     None,
 }
 
+/// Evaluations per second completed by `threads` threads running `call`
+/// freely for `seconds`, each thread with its own single-threaded tokio
+/// runtime.
 fn throughput(
     threads: usize,
     seconds: f64,
-    binding: &Binding,
-    composite: &Value,
-    observed: &[Value],
+    call: &(dyn Fn(&tokio::runtime::Runtime) + Sync),
 ) -> f64 {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let total: usize = std::thread::scope(|scope| {
@@ -61,8 +63,7 @@ fn throughput(
                     let rt = tokio_runtime();
                     let mut n = 0;
                     while Instant::now() < deadline {
-                        rt.block_on(binding.expand(composite, observed, &Context::default()))
-                            .unwrap();
+                        call(&rt);
                         n += 1;
                     }
                     n
@@ -74,8 +75,31 @@ fn throughput(
     total as f64 / seconds
 }
 
+/// Thread counts for the throughput table: `TESSERA_BENCH_THREADS` (e.g.
+/// `1,2,4,8,16` on a larger machine), default `1,2`.
+fn thread_counts() -> Vec<usize> {
+    std::env::var("TESSERA_BENCH_THREADS")
+        .ok()
+        .map(|list| {
+            list.split(',')
+                .filter_map(|n| n.trim().parse().ok())
+                .collect()
+        })
+        .filter(|list: &Vec<usize>| !list.is_empty())
+        .unwrap_or_else(|| vec![1, 2])
+}
+
+/// Pooling slots: a fresh instance on every thread plus the warm binding's
+/// kept instances (at most one per CPU), with room to spare.
+fn pool_slots(threads: &[usize]) -> u32 {
+    let most = threads.iter().copied().max().unwrap_or(1);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    u32::try_from(most + cpus + 8).unwrap_or(u32::MAX)
+}
+
 fn main() {
     let rt = tokio_runtime();
+    let threads = thread_counts();
     let (composite, observed) = database_inputs();
     let composite_text = composite.to_string();
     let observed_text: Vec<String> = observed.iter().map(Value::to_string).collect();
@@ -83,7 +107,7 @@ fn main() {
     let settings = label_settings();
 
     let default_rt = runtime(None);
-    let pooled_rt = runtime(Some(16));
+    let pooled_rt = runtime(Some(pool_slots(&threads)));
     let db_default = bind(&rt, &default_rt, DATABASE, json!({}));
     let db_pooled = bind(&rt, &pooled_rt, DATABASE, json!({}));
     let db_warm = bind(&rt, &pooled_rt, DATABASE, json!({})).reuse_instances(Reuse::default());
@@ -188,16 +212,43 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2.0);
-    let mut rates = Vec::new();
-    for (label, binding) in [
-        ("fresh instances, default allocator", &db_default),
-        ("fresh instances, pooling allocator", &db_pooled),
-        ("warm instance reuse", &db_warm),
-    ] {
-        let one = throughput(1, seconds, binding, &composite, &observed);
-        let two = throughput(2, seconds, binding, &composite, &observed);
-        rates.push((label, one, two));
-    }
+    // Thread counts for the throughput table: `TESSERA_BENCH_THREADS`
+    // (e.g. `1,2,4,8,16` on a larger machine), default `1,2`.
+    let threads: Vec<usize> = std::env::var("TESSERA_BENCH_THREADS")
+        .ok()
+        .map(|list| {
+            list.split(',')
+                .filter_map(|n| n.trim().parse().ok())
+                .collect()
+        })
+        .filter(|list: &Vec<usize>| !list.is_empty())
+        .unwrap_or_else(|| vec![1, 2]);
+    let evaluate = |binding: &Binding, rt: &tokio::runtime::Runtime| {
+        rt.block_on(binding.expand(&composite, &observed, &Context::default()))
+            .unwrap();
+    };
+    let configs: [(&str, &(dyn Fn(&tokio::runtime::Runtime) + Sync)); 4] = [
+        ("native", &|_| {
+            black_box(native_expand(&composite_text, &observed_text));
+        }),
+        ("fresh instances, default allocator", &|rt| {
+            evaluate(&db_default, rt)
+        }),
+        ("fresh instances, pooling allocator", &|rt| {
+            evaluate(&db_pooled, rt)
+        }),
+        ("warm instance reuse", &|rt| evaluate(&db_warm, rt)),
+    ];
+    let rates: Vec<(&str, Vec<f64>)> = configs
+        .iter()
+        .map(|(label, call)| {
+            let per_count = threads
+                .iter()
+                .map(|&n| throughput(n, seconds, *call))
+                .collect();
+            (*label, per_count)
+        })
+        .collect();
 
     let medians: Vec<Duration> = samples.into_iter().map(median).collect();
     let base_of = |wanted: Base| {
@@ -226,9 +277,16 @@ fn main() {
         compile.as_secs_f64() / cache_load.as_secs_f64()
     );
     println!();
-    println!("| expand throughput | 1 thread | 2 threads | scaling |");
-    println!("|---|---|---|---|");
-    for (label, one, two) in rates {
-        println!("| {label} | {one:.0}/s | {two:.0}/s | {:.2}x |", two / one);
+    // Each cell: evaluations per second, and the ratio to the first
+    // thread count.
+    let header: Vec<String> = threads.iter().map(|n| format!("{n} threads")).collect();
+    println!("| expand throughput | {} |", header.join(" | "));
+    println!("|---|{}", "---|".repeat(threads.len()));
+    for (label, per_count) in rates {
+        let cells: Vec<String> = per_count
+            .iter()
+            .map(|rate| format!("{rate:.0}/s ({:.2}x)", rate / per_count[0]))
+            .collect();
+        println!("| {label} | {} |", cells.join(" | "));
     }
 }
