@@ -39,6 +39,9 @@ fn sample(iterations: usize, f: &mut dyn FnMut()) -> Vec<Duration> {
 /// A scenario: its name, the native figure it is compared with, one call.
 type Scenario<'a> = (&'static str, Base, Box<dyn FnMut() + 'a>);
 
+/// One evaluation on a thread's own tokio runtime, for the throughput table.
+type Call<'a> = &'a (dyn Fn(&tokio::runtime::Runtime) + Sync);
+
 /// Which native figure a scenario's ratio is taken against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Base {
@@ -50,11 +53,7 @@ enum Base {
 /// Evaluations per second completed by `threads` threads running `call`
 /// freely for `seconds`, each thread with its own single-threaded tokio
 /// runtime.
-fn throughput(
-    threads: usize,
-    seconds: f64,
-    call: &(dyn Fn(&tokio::runtime::Runtime) + Sync),
-) -> f64 {
+fn throughput(threads: usize, seconds: f64, call: Call<'_>) -> f64 {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let total: usize = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
@@ -121,12 +120,13 @@ fn main() {
     // Compile versus loading a cached artifact.
     let cache = tempfile::tempdir().unwrap();
     let cached_rt = Runtime::builder().cache_dir(cache.path()).build().unwrap();
-    rt.block_on(cached_rt.load_file(DATABASE)).unwrap();
+    let database_file = tessera_bench::plugin_file(DATABASE);
+    rt.block_on(cached_rt.load_file(&database_file)).unwrap();
     let compile = median(sample(5, &mut || {
-        black_box(rt.block_on(default_rt.load_file(DATABASE)).unwrap());
+        black_box(rt.block_on(default_rt.load_file(&database_file)).unwrap());
     }));
     let cache_load = median(sample(20, &mut || {
-        black_box(rt.block_on(cached_rt.load_file(DATABASE)).unwrap());
+        black_box(rt.block_on(cached_rt.load_file(&database_file)).unwrap());
     }));
 
     // Each scenario: its name, the native figure it is compared with (none
@@ -227,7 +227,7 @@ fn main() {
         rt.block_on(binding.expand(&composite, &observed, &Context::default()))
             .unwrap();
     };
-    let configs: [(&str, &(dyn Fn(&tokio::runtime::Runtime) + Sync)); 4] = [
+    let configs: [(&str, Call<'_>); 4] = [
         ("native", &|_| {
             black_box(native_expand(&composite_text, &observed_text));
         }),

@@ -111,7 +111,8 @@ mod load {
     #[divan::bench(sample_count = 10, sample_size = 1)]
     fn compile(bencher: Bencher) {
         let f = &*FIXTURES;
-        bencher.bench(|| black_box(block_on(f.default_rt.load_file(plugins::DATABASE)).unwrap()));
+        let file = tessera_bench::plugin_file(plugins::DATABASE);
+        bencher.bench(|| black_box(block_on(f.default_rt.load_file(&file)).unwrap()));
     }
 
     /// Loading it from a warm on-disk cache (mmap of the precompiled
@@ -120,8 +121,9 @@ mod load {
     fn cache_load(bencher: Bencher) {
         let dir = tempfile::tempdir().unwrap();
         let cached = Runtime::builder().cache_dir(dir.path()).build().unwrap();
-        block_on(cached.load_file(plugins::DATABASE)).unwrap();
-        bencher.bench(|| black_box(block_on(cached.load_file(plugins::DATABASE)).unwrap()));
+        let file = tessera_bench::plugin_file(plugins::DATABASE);
+        block_on(cached.load_file(&file)).unwrap();
+        bencher.bench(|| black_box(block_on(cached.load_file(&file)).unwrap()));
     }
 }
 

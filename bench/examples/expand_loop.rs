@@ -33,9 +33,10 @@ fn main() {
         .cache_dir(cache.path())
         .build()
         .expect("runtime");
+    let database_file = tessera_bench::plugin_file(plugins::DATABASE);
     let run = || match scenario.as_str() {
         "load" => {
-            black_box(rt.block_on(cached.load_file(plugins::DATABASE)).unwrap());
+            black_box(rt.block_on(cached.load_file(&database_file)).unwrap());
         }
         "fresh" | "pooled" => {
             black_box(rt.block_on(db.expand(&composite, &observed, &ctx)).unwrap());

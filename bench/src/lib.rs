@@ -4,6 +4,8 @@
 
 #![deny(missing_docs)]
 
+use std::path::{Path, PathBuf};
+
 use serde_json::{Value, json};
 use tessera_runtime::{Binding, Operation, Review, Runtime, UserInfo};
 use tessera_sdk::{CompositionRequest, Object};
@@ -24,9 +26,28 @@ pub fn observed_secret() -> Value {
         "data": {"password": "c2VjcmV0LXZhbHVlLTEyMzQ1Njc4OTBhYmNk"}})
 }
 
+/// A file that was built or checked out at a path compiled into this
+/// binary, or, when that path does not exist (the binary was copied to
+/// another machine, such as the 16-core one), the same file under
+/// `fallback` relative to the working directory: run from a checkout with
+/// the plugins built by `scripts/build-plugins`.
+fn relocatable(compiled: &Path, fallback: &str) -> PathBuf {
+    if compiled.exists() {
+        return compiled.to_path_buf();
+    }
+    let name = compiled.file_name().unwrap_or_default();
+    Path::new(fallback).join(name)
+}
+
+/// The `.wasm` of a plugin (a path from [`plugins`]), relocatable as
+/// described for the examples.
+pub fn plugin_file(path: &str) -> PathBuf {
+    relocatable(Path::new(path), "target/wasm32-wasip2/plugin")
+}
+
 /// The first YAML document of a file under `examples/`.
 pub fn yaml_example(name: &str) -> Value {
-    let path = tessera_tests::example(name);
+    let path = relocatable(&tessera_tests::example(name), "examples");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let first = text.split("\n---").next().unwrap_or_default();
@@ -126,8 +147,9 @@ pub fn bind(
     path: &str,
     settings: Value,
 ) -> Binding {
+    let file = plugin_file(path);
     let plugin = rt
-        .block_on(runtime.load_file(path))
+        .block_on(runtime.load_file(&file))
         .unwrap_or_else(|e| panic!("loading {path}: {e}"));
     Binding::new(plugin, settings).unwrap_or_else(|e| panic!("binding {path}: {e}"))
 }
