@@ -195,8 +195,9 @@ pub struct Verdict {
 /// [`Reuse::max_calls`]
 /// evaluations; and once its linear memory grew past
 /// [`Reuse::max_memory_bytes`]. At most [`Reuse::max_idle`] instances wait
-/// between evaluations; each still counts against the pooling allocator's
-/// slots ([`crate::RuntimeBuilder::pooling`]).
+/// between evaluations; each holds a pooling slot
+/// ([`crate::RuntimeBuilder::pooling`]) until an evaluation that finds the
+/// pool full makes the runtime drop idle instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
 pub struct Reuse {
@@ -242,17 +243,20 @@ impl Reuse {
 /// How a binding's reused instances fared, for metrics and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReuseStats {
-    /// Instances created (one per evaluation without reuse).
+    /// Instances created (an evaluation that found none kept).
     pub instantiated: u64,
     /// Evaluations served by a kept instance.
     pub reused: u64,
-    /// Instances dropped after an error, the call bound or the memory bound.
+    /// Instances dropped after an error, the call bound or the memory bound,
+    /// or because `max_idle` instances were already waiting. (Instances the
+    /// runtime drops to free pooling slots are not counted.)
     pub discarded: u64,
 }
 
 /// A kept instance, with the store it lives in.
-struct Warm {
-    store: wasmtime::Store<State>,
+pub(crate) struct Warm {
+    /// The store, with the pooling slot permit it holds while idle.
+    lease: Lease,
     instance: WarmInstance,
     calls: u32,
 }
@@ -262,16 +266,33 @@ enum WarmInstance {
     Policy(bindings::policy::Policy),
 }
 
+/// Kept instances waiting for an evaluation. The runtime holds a weak
+/// reference to every such list so that an evaluation that finds the pool
+/// full can drop idle instances (theirs or another binding's) for a slot.
+pub(crate) type IdleList = Mutex<Vec<Warm>>;
+
 /// The idle instances of one binding (shared by its clones).
 struct WarmPool {
     reuse: Reuse,
-    idle: Mutex<Vec<Warm>>,
+    idle: Arc<IdleList>,
     instantiated: AtomicU64,
     reused: AtomicU64,
     discarded: AtomicU64,
 }
 
 impl WarmPool {
+    fn new(reuse: Reuse, runtime: &crate::runtime::RuntimeInner) -> Arc<Self> {
+        let idle = Arc::new(Mutex::new(Vec::new()));
+        runtime.register_idle(&idle);
+        Arc::new(WarmPool {
+            reuse,
+            idle,
+            instantiated: AtomicU64::new(0),
+            reused: AtomicU64::new(0),
+            discarded: AtomicU64::new(0),
+        })
+    }
+
     fn take(&self) -> Option<Warm> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
     }
@@ -279,7 +300,7 @@ impl WarmPool {
     /// Keeps an instance that answered, unless a bound says otherwise.
     fn give_back(&self, mut warm: Warm) {
         warm.calls += 1;
-        let grown = warm.store.data().limiter.peak_memory > self.reuse.max_memory_bytes;
+        let grown = warm.lease.store.data().limiter.peak_memory > self.reuse.max_memory_bytes;
         if warm.calls >= self.reuse.max_calls || grown {
             self.discarded.fetch_add(1, Ordering::Relaxed);
             return;
@@ -287,6 +308,8 @@ impl WarmPool {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < self.reuse.max_idle {
             idle.push(warm);
+        } else {
+            self.discarded.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -336,13 +359,7 @@ impl Binding {
     /// by default: see [`Reuse`] for what this trades away.
     #[must_use]
     pub fn reuse_instances(mut self, reuse: Reuse) -> Self {
-        self.warm = Some(Arc::new(WarmPool {
-            reuse,
-            idle: Mutex::new(Vec::new()),
-            instantiated: AtomicU64::new(0),
-            reused: AtomicU64::new(0),
-            discarded: AtomicU64::new(0),
-        }));
+        self.warm = Some(WarmPool::new(reuse, self.plugin.runtime()));
         self
     }
 
@@ -362,12 +379,9 @@ impl Binding {
         if let Some(pool) = &self.warm {
             if let Some(mut warm) = pool.take() {
                 pool.reused.fetch_add(1, Ordering::Relaxed);
-                warm.store.data_mut().reset_for_reuse(env);
-                Runtime::arm_store(runtime, &mut warm.store, &self.limits);
-                return (
-                    Lease::unpermitted(warm.store),
-                    Some((warm.instance, warm.calls)),
-                );
+                warm.lease.store.data_mut().reset_for_reuse(env);
+                Runtime::arm_store(runtime, &mut warm.lease.store, &self.limits);
+                return (warm.lease, Some((warm.instance, warm.calls)));
             }
             pool.instantiated.fetch_add(1, Ordering::Relaxed);
         }
@@ -380,7 +394,7 @@ impl Binding {
     fn check_in(&self, lease: Lease, instance: WarmInstance, calls: u32) {
         if let Some(pool) = &self.warm {
             pool.give_back(Warm {
-                store: lease.into_store(),
+                lease,
                 instance,
                 calls,
             });
@@ -398,6 +412,7 @@ impl Binding {
     #[must_use]
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self.detach_reuse();
         self
     }
 
@@ -405,6 +420,7 @@ impl Binding {
     #[must_use]
     pub fn with_reads(mut self, reads: ReadAccess) -> Self {
         self.reads = reads;
+        self.detach_reuse();
         self
     }
 
@@ -412,7 +428,16 @@ impl Binding {
     #[must_use]
     pub fn with_secret_key(mut self, key: Arc<SecretKey>) -> Self {
         self.secret_key = key;
+        self.detach_reuse();
         self
+    }
+
+    /// A binding changed after a clone must not share kept instances (made
+    /// with other limits, reads or key) with the binding it was cloned from.
+    fn detach_reuse(&mut self) {
+        if let Some(reuse) = self.warm.as_ref().map(|pool| pool.reuse) {
+            self.warm = Some(WarmPool::new(reuse, self.plugin.runtime()));
+        }
     }
 
     /// The plugin.

@@ -78,11 +78,11 @@ impl RuntimeBuilder {
     /// exchange the runtime reserves virtual memory up front (about
     /// `4 × concurrency` linear-memory slots of 4 GiB + guard each, i.e.
     /// `concurrency × ~16 GiB` of address space, not of RAM), and an
-    /// evaluation beyond `concurrency` evaluations at once waits until one
-    /// finishes. Instances kept by [`crate::Reuse`] occupy slots without
-    /// making anyone wait: size the pool for the concurrency plus the kept
-    /// instances, or evaluations fail with a host error when it runs out.
-    /// Linear memories are capped at [`POOLED_MAX_MEMORY`].
+    /// evaluation beyond `concurrency` live instances waits until one
+    /// finishes (the wait is not bounded by the deadline, which starts with
+    /// the instance). Instances kept by [`crate::Reuse`] hold slots while
+    /// idle; an evaluation that finds the pool full makes the runtime drop
+    /// them first. Linear memories are capped at [`POOLED_MAX_MEMORY`].
     pub fn pooling(mut self, concurrency: u32) -> Self {
         self.pooling = Some(concurrency.max(1));
         self
@@ -148,6 +148,7 @@ impl RuntimeBuilder {
                 slots: self
                     .pooling
                     .map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize))),
+                idle_lists: std::sync::Mutex::new(Vec::new()),
             }),
         })
     }
@@ -185,6 +186,34 @@ pub(crate) struct RuntimeInner {
     /// With the pooling allocator: one permit per slot, so an evaluation
     /// past the pool's size waits for a slot instead of failing.
     slots: Option<Arc<tokio::sync::Semaphore>>,
+    /// The kept-instance lists of bindings with reuse on, so that a full
+    /// pool can be relieved of idle instances.
+    idle_lists: std::sync::Mutex<Vec<std::sync::Weak<crate::binding::IdleList>>>,
+}
+
+impl RuntimeInner {
+    /// Lets the runtime drop this list's idle instances when the pool is
+    /// full.
+    pub(crate) fn register_idle(&self, list: &Arc<crate::binding::IdleList>) {
+        let mut lists = self.idle_lists.lock().unwrap_or_else(|e| e.into_inner());
+        lists.retain(|weak| weak.strong_count() > 0);
+        lists.push(Arc::downgrade(list));
+    }
+
+    /// Drops every idle kept instance (freeing their slots and permits).
+    fn evict_idle(&self) {
+        let lists: Vec<_> = self
+            .idle_lists
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .collect();
+        for list in lists {
+            let evicted = std::mem::take(&mut *list.lock().unwrap_or_else(|e| e.into_inner()));
+            drop(evicted);
+        }
+    }
 }
 
 /// A store for one evaluation and, with the pooling allocator, the slot
@@ -193,23 +222,6 @@ pub(crate) struct RuntimeInner {
 pub(crate) struct Lease {
     pub(crate) store: Store<State>,
     _slot: Option<tokio::sync::OwnedSemaphorePermit>,
-}
-
-impl Lease {
-    /// A lease on a store that holds no permit: a kept instance between
-    /// evaluations.
-    pub(crate) fn unpermitted(store: Store<State>) -> Self {
-        Lease { store, _slot: None }
-    }
-
-    /// The store, giving up the permit. A kept instance does not hold a
-    /// permit while idle: idle instances of one binding must not make
-    /// another binding's evaluations wait forever. They still occupy
-    /// wasmtime slots, so a pool sized only for the concurrency can run
-    /// out (an error, not a wait) when many bindings keep instances.
-    pub(crate) fn into_store(self) -> Store<State> {
-        self.store
-    }
 }
 
 impl std::fmt::Debug for Runtime {
@@ -434,8 +446,22 @@ impl Runtime {
         seed: u64,
     ) -> Lease {
         let slot = match &inner.slots {
-            // The semaphore is never closed, so acquiring cannot fail.
-            Some(slots) => slots.clone().acquire_owned().await.ok(),
+            Some(slots) => loop {
+                if let Ok(permit) = slots.clone().try_acquire_owned() {
+                    break Some(permit);
+                }
+                // Full: idle kept instances give their slots up first, then
+                // wait. Idle instances can come back while this waits (an
+                // evaluation that reused one keeps it again), so evict again
+                // every tick instead of waiting on them forever. The
+                // semaphore is never closed, so acquiring cannot fail.
+                inner.evict_idle();
+                if let Ok(permit) =
+                    tokio::time::timeout(EPOCH_TICK, slots.clone().acquire_owned()).await
+                {
+                    break permit.ok();
+                }
+            },
             None => None,
         };
         Lease {

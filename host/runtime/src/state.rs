@@ -16,7 +16,8 @@ use crate::resources::ReadAccess;
 use crate::secrets::SecretKey;
 
 /// Everything one evaluation's store holds. A store lives for exactly one
-/// evaluation, so nothing here is shared between requests or tenants.
+/// evaluation (unless its binding opted into reuse, `crate::Reuse`), so
+/// nothing here is shared between requests or tenants.
 pub(crate) struct State {
     wasi: WasiCtx,
     table: ResourceTable,
@@ -146,6 +147,9 @@ impl State {
     /// memory is not touched; that is what reuse means.
     pub(crate) fn reset_for_reuse(&mut self, env: HostEnv) {
         self.env = env;
+        // A refused grow in an earlier evaluation must not make a later,
+        // unrelated trap read as "memory cap reached".
+        self.limiter.hit_memory_cap = false;
         self.stdout.clear();
         self.stderr.clear();
     }

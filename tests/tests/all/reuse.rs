@@ -131,3 +131,56 @@ async fn reuse_gives_the_same_answers_as_fresh_instances() {
     }
     assert_eq!(warm.reuse_stats().unwrap().reused, 1);
 }
+
+/// A pooled runtime with `slots` slots and the database plugin bound on it,
+/// keeping up to `slots` instances.
+async fn pooled_database(slots: u32) -> (tessera_runtime::Runtime, Binding) {
+    let runtime = tessera_runtime::Runtime::builder()
+        .no_cache()
+        .pooling(slots)
+        .build()
+        .unwrap();
+    let plugin = runtime.load_file(DATABASE).await.unwrap();
+    let binding = Binding::new(plugin, json!({}))
+        .unwrap()
+        .reuse_instances(Reuse::default().max_idle(slots as usize));
+    (runtime, binding)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_instances_never_starve_a_full_pool() {
+    let composite = yaml_file(&tessera_tests::example("database.yaml"));
+    // A burst on one reusing binding: kept instances hold the pool's slots,
+    // the evaluations that find it full make the runtime drop them.
+    let (runtime, warm) = pooled_database(2).await;
+    for _ in 0..2 {
+        warm.expand(&composite, &[], &ctx()).await.unwrap();
+    }
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (warm, composite) = (warm.clone(), composite.clone());
+            tokio::spawn(async move { warm.expand(&composite, &[], &ctx()).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(
+            task.await
+                .unwrap()
+                .expect("every evaluation gets a slot")
+                .children
+                .len(),
+            5
+        );
+    }
+    // Another binding on the same runtime while the first one's kept
+    // instances hold both slots: it must not wait forever.
+    let plugin = runtime.load_file(DATABASE).await.unwrap();
+    let fresh = Binding::new(plugin, json!({})).unwrap();
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        fresh.expand(&composite, &[], &ctx()),
+    )
+    .await
+    .expect("not starved by another binding's idle instances");
+    assert_eq!(answer.unwrap().children.len(), 5);
+}
