@@ -16,9 +16,13 @@
 //! should keep the default allocator. With warm-instance reuse on the host,
 //! an arena plugin's memory grows with every call until the binding's
 //! `Reuse::max_memory_bytes` bound discards the instance.
+//!
+//! The first 768 KiB come from a static buffer; past it the arena grows
+//! linear memory itself and owns only the pages it grew, so it never shares
+//! memory with wasi-libc's `malloc`.
 
 use core::alloc::{GlobalAlloc, Layout};
-use core::cell::Cell;
+use core::cell::{Cell, UnsafeCell};
 use core::ptr;
 
 /// WebAssembly page size.
@@ -26,6 +30,23 @@ const PAGE: usize = 64 * 1024;
 /// Memory is grown at least this much at a time (1 MiB), so a call makes
 /// few `memory.grow` requests to the host.
 const MIN_GROWTH: usize = 16 * PAGE;
+/// The arena's first region: a static buffer (zero pages in `.bss`, inside
+/// the module's initial memory), so that a typical evaluation never grows
+/// memory. Growing, and the shrink that resets a pooled slot afterwards, are
+/// `mprotect` calls on the host that serialise threads. Static rather than
+/// the space above `__heap_base`, which wasi-libc's own `malloc` (still
+/// reachable from std and from C code) would also take.
+const STATIC_REGION: usize = 768 * 1024;
+
+#[repr(C, align(16))]
+struct Region(UnsafeCell<[u8; STATIC_REGION]>);
+
+// SAFETY: only the arena touches the region, and wasm32-wasip2 components
+// are single-threaded.
+#[allow(unsafe_code)]
+unsafe impl Sync for Region {}
+
+static REGION: Region = Region(UnsafeCell::new([0; STATIC_REGION]));
 
 /// The bump allocator. Installed as the global allocator by the SDK when the
 /// `arena` feature is on.
@@ -37,6 +58,8 @@ pub struct Arena {
     end: Cell<usize>,
     /// Where the most recent allocation starts.
     last: Cell<usize>,
+    /// Whether `next`/`end` describe a region yet.
+    started: Cell<bool>,
 }
 
 // SAFETY: wasm32-wasip2 components are single-threaded (no threads or
@@ -51,6 +74,7 @@ impl Arena {
             next: Cell::new(0),
             end: Cell::new(0),
             last: Cell::new(usize::MAX),
+            started: Cell::new(false),
         }
     }
 
@@ -58,14 +82,11 @@ impl Arena {
     /// needed. Returns the (aligned) start, or `None` when memory cannot
     /// grow (the host's cap).
     fn reserve(&self, align: usize, size: usize) -> Option<usize> {
-        if self.end.get() == 0 {
-            // First use: the arena starts where the linker put the heap and
-            // owns the rest of the initial memory, so a plugin linked with
-            // enough initial memory never grows it (growing and the shrink
-            // that resets the slot afterwards are address-space system
-            // calls on the host, serialised across threads).
-            self.next.set(heap_base());
-            self.end.set(core::arch::wasm32::memory_size(0) * PAGE);
+        if !self.started.get() {
+            let region = REGION.0.get() as usize;
+            self.next.set(region);
+            self.end.set(region + STATIC_REGION);
+            self.started.set(true);
         }
         let mut start = self.next.get().checked_add(align - 1)? & !(align - 1);
         let mut end = start.checked_add(size)?;
@@ -76,7 +97,9 @@ impl Arena {
             if previous == usize::MAX {
                 return None;
             }
-            let grown_from = previous * PAGE;
+            // At 4 GiB the byte address no longer fits in a wasm32 usize.
+            let grown_from = previous.checked_mul(PAGE)?;
+            let grown_to = grown_from.checked_add(pages.checked_mul(PAGE)?)?;
             if grown_from != self.end.get() {
                 // First use, or something else grew memory since: start
                 // over at the new region.
@@ -84,23 +107,13 @@ impl Arena {
                 end = start.checked_add(size)?;
                 self.next.set(grown_from);
             }
-            self.end.set(grown_from + pages * PAGE);
+            self.end.set(grown_to);
             if end > self.end.get() {
                 return self.reserve(align, size);
             }
         }
         Some(start)
     }
-}
-
-/// The first address after the static data and the stack, from the linker.
-// The declaration is `unsafe extern`; only the symbol's address is taken.
-#[allow(unsafe_code)]
-fn heap_base() -> usize {
-    unsafe extern "C" {
-        static __heap_base: u8;
-    }
-    (&raw const __heap_base) as usize
 }
 
 impl Default for Arena {

@@ -1,5 +1,6 @@
 //! A binding: a plugin with its settings, limits, allowed reads and secret
-//! key. Evaluations happen here, each in a fresh store and instance.
+//! key. Evaluations happen here, each in a fresh store and instance (or, for
+//! a binding that opted into [`Reuse`], in a kept one).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -458,8 +459,9 @@ impl Binding {
         }
     }
 
-    /// Expands a composite: one fresh instance, one call to `expand`, then
-    /// the children are checked and stamped with provenance.
+    /// Expands a composite: one fresh instance (or a kept one, with
+    /// [`Reuse`]), one call to `expand`, then the children are checked and
+    /// stamped with provenance.
     pub async fn expand(
         &self,
         composite: &Value,
@@ -592,7 +594,8 @@ impl Binding {
         })
     }
 
-    /// Judges one object: one fresh instance, one call to `validate`.
+    /// Judges one object: one fresh instance (or a kept one, with
+    /// [`Reuse`]), one call to `validate`.
     pub async fn validate(&self, review: &Review) -> Result<Verdict> {
         let PluginPre::Policy(pre) = &self.plugin.inner.pre else {
             return Err(self.wrong_world(World::Policy));

@@ -105,12 +105,16 @@ impl ArtifactCache {
         // `Component::serialize` of a compatible engine and not tampered with.
         // The entry and its directory belong to this user and nobody else can
         // write them (checked above), so only this user's processes (this
-        // cache) wrote it; the checksum rules out truncation and corruption;
-        // the file name binds it to this plugin digest and engine
+        // cache) wrote it; the checksum rules out truncation and corruption
+        // at rest; the file name binds it to this plugin digest and engine
         // configuration, and wasmtime re-checks the engine compatibility
         // header and rejects a mismatch with an error. wasmtime maps the
         // file instead of copying it (its code and data pages come straight
         // from the page cache; the trailer after the object is ignored).
+        // The check and the mapping open the path separately, and a mapped
+        // file truncated in place would fault: both need this user's own
+        // processes to rewrite the entry in place, which this cache never
+        // does (entries are replaced by rename).
         #[allow(unsafe_code)]
         let component = unsafe { Component::deserialize_file(engine, &path) };
         component.map_err(|e| Miss::Rejected(format!("{}: {e}", path.display())))
@@ -135,8 +139,6 @@ impl ArtifactCache {
     }
 }
 
-/// Whether `path` belongs to this process's user and nobody else can write
-/// to it.
 /// Checks an entry's trailer (magic and CRC-32 of everything before it),
 /// reading the file in small chunks rather than into one buffer: the
 /// artifact itself is then mapped by wasmtime, never copied. The outer
@@ -170,6 +172,8 @@ fn verify(path: &Path) -> std::io::Result<Result<(), String>> {
     Ok(Ok(()))
 }
 
+/// Whether `path` belongs to this process's user and nobody else can write
+/// to it.
 fn private(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
