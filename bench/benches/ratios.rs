@@ -109,11 +109,10 @@ fn main() {
     let pooled_rt = runtime(Some(pool_slots(&threads)));
     let db_default = bind(&rt, &default_rt, DATABASE, json!({}));
     let db_pooled = bind(&rt, &pooled_rt, DATABASE, json!({}));
-    let db_warm = bind(&rt, &pooled_rt, DATABASE, json!({})).reuse_instances(Reuse::default());
+    let db_warm = db_pooled.clone().reuse_instances(Reuse::default());
     let labels_default = bind(&rt, &default_rt, REQUIRE_LABELS, settings.clone());
     let labels_pooled = bind(&rt, &pooled_rt, REQUIRE_LABELS, settings.clone());
-    let labels_warm =
-        bind(&rt, &pooled_rt, REQUIRE_LABELS, settings.clone()).reuse_instances(Reuse::default());
+    let labels_warm = labels_pooled.clone().reuse_instances(Reuse::default());
     let review = review();
     let ctx = Context::default();
 

@@ -75,14 +75,14 @@ static FIXTURES: LazyLock<Fixtures> = LazyLock::new(|| {
         ),
     ])
     .collect();
+    let database_pooled = bind(&rt, &pooled, plugins::DATABASE, json!({}));
+    let labels_pooled = bind(&rt, &pooled, plugins::REQUIRE_LABELS, label_settings());
     Fixtures {
         database: bind(&rt, &default_rt, plugins::DATABASE, json!({})),
-        database_pooled: bind(&rt, &pooled, plugins::DATABASE, json!({})),
-        database_warm: bind(&rt, &pooled, plugins::DATABASE, json!({}))
-            .reuse_instances(Reuse::default()),
-        labels_pooled: bind(&rt, &pooled, plugins::REQUIRE_LABELS, label_settings()),
-        labels_warm: bind(&rt, &pooled, plugins::REQUIRE_LABELS, label_settings())
-            .reuse_instances(Reuse::default()),
+        database_warm: database_pooled.clone().reuse_instances(Reuse::default()),
+        database_pooled,
+        labels_warm: labels_pooled.clone().reuse_instances(Reuse::default()),
+        labels_pooled,
         examples,
         default_rt,
     }

@@ -22,7 +22,7 @@ fn main() {
     let pooling = matches!(scenario.as_str(), "pooled" | "instantiate" | "validate").then_some(4);
     let runtime = runtime(pooling);
     let db = bind(&rt, &runtime, plugins::DATABASE, json!({}));
-    let warm = bind(&rt, &runtime, plugins::DATABASE, json!({})).reuse_instances(Reuse::default());
+    let warm = db.clone().reuse_instances(Reuse::default());
     let labels = bind(&rt, &runtime, plugins::REQUIRE_LABELS, label_settings());
     let review = review();
     let ctx = Context::default();

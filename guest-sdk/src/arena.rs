@@ -101,8 +101,9 @@ impl Arena {
             let grown_from = previous.checked_mul(PAGE)?;
             let grown_to = grown_from.checked_add(pages.checked_mul(PAGE)?)?;
             if grown_from != self.end.get() {
-                // First use, or something else grew memory since: start
-                // over at the new region.
+                // The new pages do not follow the arena's current region
+                // (it was the static buffer, or something else grew memory
+                // since): start over at the new pages.
                 start = grown_from.checked_add(align - 1)? & !(align - 1);
                 end = start.checked_add(size)?;
                 self.next.set(grown_from);
@@ -123,8 +124,8 @@ impl Default for Arena {
 }
 
 #[allow(unsafe_code)]
-// SAFETY: every block handed out lies in linear memory the arena grew and
-// owns, is aligned as asked, and is never handed out again while live: the
+// SAFETY: every block handed out lies in memory only the arena uses (its
+// static buffer, or pages it grew itself), is aligned as asked, and is never handed out again while live: the
 // pointer only moves back over the most recent block when that block is
 // freed.
 unsafe impl GlobalAlloc for Arena {

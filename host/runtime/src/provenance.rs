@@ -83,12 +83,9 @@ fn write_canonical(value: &Value, out: &mut impl std::io::Write) -> std::io::Res
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();
             entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
             out.write_all(b"{")?;
-            for (i, (key, item)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.write_all(b",")?;
-                }
-                serde_json::to_writer(&mut *out, key)?;
-                out.write_all(b":")?;
+            let mut first = true;
+            for (key, item) in entries {
+                write_key(out, &mut first, key)?;
                 write_canonical(item, out)?;
             }
             out.write_all(b"}")
@@ -105,6 +102,16 @@ fn write_canonical(value: &Value, out: &mut impl std::io::Write) -> std::io::Res
         }
         other => Ok(serde_json::to_writer(out, other)?),
     }
+}
+
+/// Writes `"key":` of an object entry, after a comma unless it is the
+/// object's first.
+fn write_key(out: &mut impl std::io::Write, first: &mut bool, key: &str) -> std::io::Result<()> {
+    if !std::mem::take(first) {
+        out.write_all(b",")?;
+    }
+    serde_json::to_writer(&mut *out, key)?;
+    out.write_all(b":")
 }
 
 /// `sha256:<hex>` of some bytes.
@@ -143,39 +150,25 @@ pub fn input_digest(composite: &Value, settings: &Value) -> String {
             let Some(value) = composite.get(key) else {
                 continue;
             };
-            if key == "metadata" {
-                // Only an object metadata counts, as only its identity
-                // fields do.
-                let Some(metadata) = value.as_object() else {
-                    continue;
-                };
-                if !first {
-                    hasher.write_all(b",")?;
-                }
-                first = false;
-                hasher.write_all(br#""metadata":{"#)?;
-                let mut first_field = true;
-                for field in metadata_keys {
-                    if let Some(v) = metadata.get(field) {
-                        if !first_field {
-                            hasher.write_all(b",")?;
-                        }
-                        first_field = false;
-                        serde_json::to_writer(&mut hasher, field)?;
-                        hasher.write_all(b":")?;
-                        write_canonical(v, &mut hasher)?;
-                    }
-                }
-                hasher.write_all(b"}")?;
+            if key != "metadata" {
+                write_key(&mut hasher, &mut first, key)?;
+                write_canonical(value, &mut hasher)?;
                 continue;
             }
-            if !first {
-                hasher.write_all(b",")?;
+            // Only an object metadata counts, and only its identity fields.
+            let Some(metadata) = value.as_object() else {
+                continue;
+            };
+            write_key(&mut hasher, &mut first, key)?;
+            hasher.write_all(b"{")?;
+            let mut first_field = true;
+            for field in metadata_keys {
+                if let Some(v) = metadata.get(field) {
+                    write_key(&mut hasher, &mut first_field, field)?;
+                    write_canonical(v, &mut hasher)?;
+                }
             }
-            first = false;
-            serde_json::to_writer(&mut hasher, key)?;
-            hasher.write_all(b":")?;
-            write_canonical(value, &mut hasher)?;
+            hasher.write_all(b"}")?;
         }
         hasher.write_all(br#"},"settings":"#)?;
         write_canonical(settings, &mut hasher)?;

@@ -139,9 +139,7 @@ impl State {
             hostcall_budget: crate::runtime::hostcall_budget(limits),
         }
     }
-}
 
-impl State {
     /// Readies a reused instance's state for its next evaluation: the new
     /// evaluation's environment, empty stdout and stderr. The guest's own
     /// memory is not touched; that is what reuse means.
