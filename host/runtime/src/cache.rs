@@ -30,6 +30,15 @@ use wasmtime::component::Component;
 const MAGIC: &[u8; 8] = b"TSRCWA02";
 const TRAILER: usize = 4 + MAGIC.len();
 
+/// How long a file must have been unchanged before its digest is
+/// remembered: more than the coarsest timestamp granularity of the file
+/// systems in use (ext4 and xfs record the kernel's coarse clock; FAT keeps
+/// two seconds).
+const SETTLED: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Marks a remembered digest; versions its format.
+const DIGEST_MAGIC: &str = "tessera-digest-v1";
+
 /// The cache directory and the engine's key.
 #[derive(Debug, Clone)]
 pub(crate) struct ArtifactCache {
@@ -139,6 +148,99 @@ impl ArtifactCache {
     }
 }
 
+/// The identity of a plugin file as `stat` reports it: where it is (device,
+/// inode) and everything that changes when its contents do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FileStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileStamp {
+    pub(crate) fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// The file's size in bytes.
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether the file last changed at least [`SETTLED`] before now.
+    fn settled(&self) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let changed = std::time::Duration::new(
+            u64::try_from(self.ctime.0).unwrap_or(0),
+            u32::try_from(self.ctime.1).unwrap_or(0),
+        );
+        now.checked_sub(changed).is_some_and(|age| age >= SETTLED)
+    }
+
+    fn line(&self, hex: &str) -> String {
+        format!(
+            "{DIGEST_MAGIC} {} {} {} {} {} {} {} {hex}\n",
+            self.dev, self.ino, self.size, self.mtime.0, self.mtime.1, self.ctime.0, self.ctime.1
+        )
+    }
+}
+
+impl ArtifactCache {
+    fn digest_path(&self, stamp: &FileStamp) -> PathBuf {
+        self.dir
+            .join("digests")
+            .join(format!("{:x}-{:x}", stamp.dev, stamp.ino))
+    }
+
+    /// The sha256 (hex, no prefix) remembered for the file `stamp`
+    /// describes, if the cache holds one for exactly this state of the file.
+    pub(crate) fn remembered_digest(&self, stamp: &FileStamp) -> Option<String> {
+        let path = self.digest_path(stamp);
+        private(&self.dir).ok()?;
+        private(&path).ok()?;
+        let text = std::fs::read_to_string(&path).ok()?;
+        let hex = text.trim_end().rsplit(' ').next()?;
+        let valid = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+        (valid && text == stamp.line(hex)).then(|| hex.to_string())
+    }
+
+    /// Remembers the digest of the file `before` describes, when the file
+    /// had settled and is still in the same state (`after`, taken once its
+    /// bytes were read). Failures only cost the next load a hash.
+    pub(crate) fn remember_digest(&self, before: &FileStamp, after: &FileStamp, hex: &str) {
+        if before != after || !before.settled() {
+            return;
+        }
+        let path = self.digest_path(before);
+        let written = (|| {
+            use std::os::unix::fs::DirBuilderExt;
+            let dir = path.parent().unwrap_or(&self.dir);
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+            let mut file = tempfile::NamedTempFile::new_in(dir)?;
+            file.write_all(before.line(hex).as_bytes())?;
+            file.persist(&path).map_err(|e| e.error)?;
+            std::io::Result::Ok(())
+        })();
+        if let Err(e) = written {
+            tracing::debug!("cannot remember the digest in {}: {e}", path.display());
+        }
+    }
+}
+
 /// Checks an entry's trailer (magic and CRC-32 of everything before it),
 /// reading the file in small chunks rather than into one buffer: the
 /// artifact itself is then mapped by wasmtime, never copied. The outer
@@ -190,4 +292,92 @@ fn private(path: &Path) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(dir: &Path) -> ArtifactCache {
+        ArtifactCache {
+            dir: dir.to_path_buf(),
+            engine_key: "0".repeat(16),
+        }
+    }
+
+    fn stamp(changed_secs_ago: u64) -> FileStamp {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let changed = i64::try_from(now - changed_secs_ago).unwrap();
+        FileStamp {
+            dev: 0x803,
+            ino: 42,
+            size: 300_000,
+            mtime: (changed, 5),
+            ctime: (changed, 7),
+        }
+    }
+
+    const HEX: &str = "ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12";
+
+    #[test]
+    fn a_digest_is_remembered_for_exactly_one_state_of_a_settled_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = cache(dir.path());
+        let settled = stamp(60);
+        assert_eq!(cache.remembered_digest(&settled), None);
+        cache.remember_digest(&settled, &settled, HEX);
+        assert_eq!(cache.remembered_digest(&settled).as_deref(), Some(HEX));
+        let changes: [fn(&mut FileStamp); 4] = [
+            |s| s.size += 1,
+            |s| s.mtime.1 += 1,
+            |s| s.ctime.1 += 1,
+            |s| s.ctime.0 += 1,
+        ];
+        for change in changes {
+            let mut other = settled.clone();
+            change(&mut other);
+            assert_eq!(cache.remembered_digest(&other), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn a_file_that_just_changed_or_changed_while_read_is_not_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = cache(dir.path());
+        let recent = stamp(1);
+        cache.remember_digest(&recent, &recent, HEX);
+        assert_eq!(cache.remembered_digest(&recent), None);
+        let before = stamp(60);
+        let mut after = before.clone();
+        after.ctime.0 += 30;
+        cache.remember_digest(&before, &after, HEX);
+        assert_eq!(cache.remembered_digest(&before), None);
+        assert_eq!(cache.remembered_digest(&after), None);
+    }
+
+    #[test]
+    fn a_damaged_or_shared_digest_file_is_ignored() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = cache(dir.path());
+        let settled = stamp(60);
+        cache.remember_digest(&settled, &settled, HEX);
+        let path = cache.digest_path(&settled);
+        let line = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, &line[..line.len() - 5]).unwrap();
+        assert_eq!(cache.remembered_digest(&settled), None, "truncated");
+        std::fs::write(&path, line.replace(HEX, &HEX.replace('a', "z"))).unwrap();
+        assert_eq!(cache.remembered_digest(&settled), None, "not hex");
+        std::fs::write(&path, &line).unwrap();
+        assert_eq!(cache.remembered_digest(&settled).as_deref(), Some(HEX));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(
+            cache.remembered_digest(&settled),
+            None,
+            "writable by others"
+        );
+    }
 }

@@ -263,13 +263,37 @@ impl Runtime {
     }
 
     /// Loads a plugin from a `.wasm` file.
+    ///
+    /// With the cache on, a file whose digest the cache remembers for its
+    /// current state (device, inode, size, modification and change times)
+    /// and whose artifact is cached is not read at all; see the cache
+    /// module for why that is safe.
     pub async fn load_file(&self, path: impl AsRef<Path>) -> Result<Plugin> {
+        use crate::cache::FileStamp;
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        let io_error = |source| Error::Io {
             path: path.to_path_buf(),
             source,
-        })?;
-        self.load(&bytes, path).await
+        };
+        let before = std::fs::metadata(path).map(|m| FileStamp::of(&m));
+        if let (Some(cache), Ok(stamp)) = (&self.inner.cache, &before)
+            && let Some(hex) = cache.remembered_digest(stamp)
+            && let Ok(component) = cache.load(&self.inner.engine, &hex)
+        {
+            let size = usize::try_from(stamp.size()).unwrap_or(usize::MAX);
+            return self
+                .finish_load(component, ArtifactSource::Cache, &hex, size, path)
+                .await;
+        }
+        let bytes = std::fs::read(path).map_err(io_error)?;
+        let plugin = self.load(&bytes, path).await?;
+        if let (Some(cache), Ok(before)) = (&self.inner.cache, &before)
+            && let Ok(after) = std::fs::metadata(path)
+        {
+            let hex = plugin.id().digest.trim_start_matches("sha256:");
+            cache.remember_digest(before, &FileStamp::of(&after), hex);
+        }
+        Ok(plugin)
     }
 
     /// Loads a plugin from its bytes; `source` names it in errors.
@@ -279,15 +303,7 @@ impl Runtime {
     /// the host does not provide, pre-links it, and calls `metadata` once.
     pub async fn load(&self, bytes: &[u8], source: &Path) -> Result<Plugin> {
         let digest = crate::provenance::sha256_digest(bytes);
-        let hex = digest.trim_start_matches("sha256:").to_string();
-        let file_name = source
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "plugin".into());
-        let provisional = PluginId {
-            name: file_name,
-            digest: digest.clone(),
-        };
+        let hex = digest.trim_start_matches("sha256:");
         let incompatible = |message: String| Error::Incompatible {
             path: source.to_path_buf(),
             message: one_line(&message),
@@ -304,8 +320,26 @@ impl Runtime {
                     .into(),
             ));
         }
-        let (component, artifact) = self.compile(bytes, &hex, &provisional, source)?;
+        let provisional = provisional_id(hex, source);
+        let (component, artifact) = self.compile(bytes, hex, &provisional, source)?;
+        self.finish_load(component, artifact, hex, bytes.len(), source)
+            .await
+    }
 
+    /// Checks the world of a compiled component, pre-links it and calls
+    /// `metadata`: everything a load does after compiling.
+    async fn finish_load(
+        &self,
+        component: Component,
+        artifact: ArtifactSource,
+        hex: &str,
+        size: usize,
+        source: &Path,
+    ) -> Result<Plugin> {
+        let incompatible = |message: String| Error::Incompatible {
+            path: source.to_path_buf(),
+            message: one_line(&message),
+        };
         let world = self.world_of(&component).map_err(incompatible)?;
         let pre = self
             .inner
@@ -318,7 +352,6 @@ impl Runtime {
         }
         .map_err(|e| incompatible(format!("its exports do not match the {world} world: {e:#}")))?;
 
-        let size = bytes.len();
         let engine = &self.inner.engine;
         let component_type = component.component_type();
         let mut imports: Vec<String> = component_type
@@ -332,7 +365,7 @@ impl Runtime {
             .collect();
         exports.sort();
         let mut plugin = PluginInner {
-            id: provisional,
+            id: provisional_id(hex, source),
             path: source.to_path_buf(),
             world,
             metadata: Metadata::default(),
@@ -516,6 +549,17 @@ pub(crate) fn hostcall_budget(limits: &Limits) -> usize {
 
 /// A core module starts with the magic and version 1; a component uses the
 /// same magic with a different version/layer field.
+/// A plugin's identity before its `metadata` names it: the file stem.
+fn provisional_id(hex: &str, source: &Path) -> PluginId {
+    PluginId {
+        name: source
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "plugin".into()),
+        digest: format!("sha256:{hex}"),
+    }
+}
+
 fn wasmparser_is_core_module(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
 }

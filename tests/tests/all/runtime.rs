@@ -223,7 +223,74 @@ async fn the_cache_is_used_and_bad_entries_are_recompiled() {
         fuel.load_file(DATABASE).await.unwrap().artifact_source(),
         ArtifactSource::Compiled
     );
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    let entries = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "cwasm")
+        })
+        .count();
+    assert_eq!(entries, 2);
+}
+
+#[tokio::test]
+async fn a_remembered_digest_is_used_only_while_the_file_is_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let runtime = || Runtime::builder().cache_dir(&cache).build().unwrap();
+    let plugin = dir.path().join("database.wasm");
+    std::fs::copy(DATABASE, &plugin).unwrap();
+    let composite = crate::common::yaml_file(&tessera_tests::example("database.yaml"));
+    let digests = || {
+        std::fs::read_dir(cache.join("digests"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+
+    // A file changed moments ago is hashed on every load, never remembered.
+    let fresh = runtime().load_file(&plugin).await.unwrap();
+    assert_eq!(fresh.artifact_source(), ArtifactSource::Compiled);
+    let expected = expand(fresh.clone(), &composite).await;
+    assert_eq!(
+        digests(),
+        0,
+        "a file that has just changed is not remembered"
+    );
+
+    // Once it has settled (3 s), its digest is remembered, and the next load
+    // comes from the cache without reading the file.
+    std::thread::sleep(std::time::Duration::from_millis(3200));
+    assert_eq!(
+        runtime()
+            .load_file(&plugin)
+            .await
+            .unwrap()
+            .artifact_source(),
+        ArtifactSource::Cache
+    );
+    assert_eq!(digests(), 1);
+    let remembered = runtime().load_file(&plugin).await.unwrap();
+    assert_eq!(remembered.artifact_source(), ArtifactSource::Cache);
+    assert_eq!(remembered.id(), fresh.id());
+    assert_eq!(expand(remembered, &composite).await, expected);
+
+    // Rewritten in place with other bytes of the same length, its
+    // modification time put back: the change time still moves, so the file
+    // is read again (and refused), not taken for the cached plugin.
+    let modified = std::fs::metadata(&plugin).unwrap().modified().unwrap();
+    let len = std::fs::metadata(&plugin).unwrap().len();
+    std::fs::write(&plugin, vec![b'x'; usize::try_from(len).unwrap()]).unwrap();
+    let file = std::fs::File::options().write(true).open(&plugin).unwrap();
+    file.set_modified(modified).unwrap();
+    drop(file);
+    let err = runtime().load_file(&plugin).await.unwrap_err();
+    assert!(
+        err.to_string().contains("not a WebAssembly binary"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
