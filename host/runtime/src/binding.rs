@@ -475,12 +475,12 @@ impl Binding {
         let composite_ref =
             CompositeRef::from_object(composite).map_err(|message| Error::Input { message })?;
         let metadata = self.plugin.metadata();
-        let stamp = Stamp {
-            composed_by: format!("{}@{}", metadata.name, metadata.version),
-            plugin_digest: id.digest.clone(),
-            input_digest: provenance::input_digest(composite, &self.settings),
-            composite: composite_ref,
-        };
+        let stamp = Stamp::new(
+            format!("{}@{}", metadata.name, metadata.version),
+            id.digest.clone(),
+            provenance::input_digest(composite, &self.settings),
+            composite_ref,
+        );
         let request = cwit::Request {
             composite: json_text(composite),
             observed: observed.iter().map(json_text).collect(),

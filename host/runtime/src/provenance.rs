@@ -130,9 +130,10 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 /// would make the stamped children change on every reconcile, so a
 /// controller would never reach a steady state.
 pub fn input_digest(composite: &Value, settings: &Value) -> String {
-    // The canonical JSON of {"composite": intent, "settings": settings},
-    // written straight into the hasher: keys in sorted order, the intent
-    // borrowed from the composite instead of copied.
+    // The canonical JSON of {"composite": intent, "settings": settings}:
+    // keys in sorted order, the intent borrowed from the composite instead
+    // of copied, written into one buffer and hashed at once (cheaper than
+    // feeding the hasher dozens of small writes).
     let intent_keys = ["apiVersion", "kind", "metadata", "spec"];
     let metadata_keys = [
         "annotations",
@@ -142,40 +143,40 @@ pub fn input_digest(composite: &Value, settings: &Value) -> String {
         "namespace",
         "uid",
     ];
-    let mut hasher = Sha256::new();
+    let mut canonical = Vec::with_capacity(1024);
     let mut write = || -> std::io::Result<()> {
-        hasher.write_all(br#"{"composite":{"#)?;
+        canonical.write_all(br#"{"composite":{"#)?;
         let mut first = true;
         for key in intent_keys {
             let Some(value) = composite.get(key) else {
                 continue;
             };
             if key != "metadata" {
-                write_key(&mut hasher, &mut first, key)?;
-                write_canonical(value, &mut hasher)?;
+                write_key(&mut canonical, &mut first, key)?;
+                write_canonical(value, &mut canonical)?;
                 continue;
             }
             // Only an object metadata counts, and only its identity fields.
             let Some(metadata) = value.as_object() else {
                 continue;
             };
-            write_key(&mut hasher, &mut first, key)?;
-            hasher.write_all(b"{")?;
+            write_key(&mut canonical, &mut first, key)?;
+            canonical.write_all(b"{")?;
             let mut first_field = true;
             for field in metadata_keys {
                 if let Some(v) = metadata.get(field) {
-                    write_key(&mut hasher, &mut first_field, field)?;
-                    write_canonical(v, &mut hasher)?;
+                    write_key(&mut canonical, &mut first_field, field)?;
+                    write_canonical(v, &mut canonical)?;
                 }
             }
-            hasher.write_all(b"}")?;
+            canonical.write_all(b"}")?;
         }
-        hasher.write_all(br#"},"settings":"#)?;
-        write_canonical(settings, &mut hasher)?;
-        hasher.write_all(b"}")
+        canonical.write_all(br#"},"settings":"#)?;
+        write_canonical(settings, &mut canonical)?;
+        canonical.write_all(b"}")
     };
-    write().expect("hashing cannot fail");
-    format!("sha256:{}", hex::encode(hasher.finalize()))
+    write().expect("writing to a Vec cannot fail");
+    sha256_digest(&canonical)
 }
 
 /// The identity of a composite, as the host sees it.
@@ -252,10 +253,32 @@ impl CompositeRef {
 /// What the host stamps, computed once per evaluation.
 #[derive(Debug, Clone)]
 pub(crate) struct Stamp {
-    pub(crate) composed_by: String,
-    pub(crate) plugin_digest: String,
+    composed_by: String,
+    plugin_digest: String,
+    input_digest: String,
+    /// `composite.path()`, the `tessera.dev/composite` annotation.
+    composite_path: String,
+    /// The composite's generation as the annotation's string.
+    generation: Option<String>,
     pub(crate) composite: CompositeRef,
-    pub(crate) input_digest: String,
+}
+
+impl Stamp {
+    pub(crate) fn new(
+        composed_by: String,
+        plugin_digest: String,
+        input_digest: String,
+        composite: CompositeRef,
+    ) -> Self {
+        Stamp {
+            composed_by,
+            plugin_digest,
+            input_digest,
+            composite_path: composite.path(),
+            generation: composite.generation.map(|g| g.to_string()),
+            composite,
+        }
+    }
 }
 
 /// Checks one child and stamps provenance on it. Errors name the child by
@@ -264,7 +287,7 @@ pub(crate) fn check_and_stamp(
     index: usize,
     child: &mut Value,
     stamp: &Stamp,
-    seen: &mut HashSet<(String, String, String, String)>,
+    seen: &mut HashSet<String>,
 ) -> Result<(), String> {
     let object = child
         .as_object_mut()
@@ -315,12 +338,9 @@ pub(crate) fn check_and_stamp(
         namespace
     };
 
-    if !seen.insert((
-        api_version.clone(),
-        kind.clone(),
-        namespace.clone(),
-        name.clone(),
-    )) {
+    // One string per child: the four parts, joined by a byte none of them
+    // can hold.
+    if !seen.insert([api_version.as_str(), &kind, &namespace, &name].join("\0")) {
         return Err(format!(
             "child {index} ({api_version} {kind} {namespace}/{name}) duplicates an earlier child"
         ));
@@ -332,13 +352,16 @@ pub(crate) fn check_and_stamp(
         PLUGIN_DIGEST.into(),
         Value::String(stamp.plugin_digest.clone()),
     );
-    annotations.insert(COMPOSITE.into(), Value::String(stamp.composite.path()));
+    annotations.insert(
+        COMPOSITE.into(),
+        Value::String(stamp.composite_path.clone()),
+    );
     match &stamp.composite.uid {
         Some(uid) => annotations.insert(COMPOSITE_UID.into(), Value::String(uid.clone())),
         None => annotations.remove(COMPOSITE_UID),
     };
-    match stamp.composite.generation {
-        Some(g) => annotations.insert(COMPOSITE_GENERATION.into(), Value::String(g.to_string())),
+    match &stamp.generation {
+        Some(g) => annotations.insert(COMPOSITE_GENERATION.into(), Value::String(g.clone())),
         None => annotations.remove(COMPOSITE_GENERATION),
     };
     annotations.insert(
@@ -363,14 +386,14 @@ fn map_field<'a>(
     key: &str,
     index: usize,
 ) -> Result<&'a mut Map<String, Value>, String> {
-    let entry = metadata
-        .entry(key)
-        .or_insert_with(|| Value::Object(Map::new()));
-    if entry.is_null() {
-        *entry = Value::Object(Map::new());
+    // Looked up before inserting: `entry` would allocate the key even when
+    // the field is there, as it usually is.
+    if matches!(metadata.get(key), None | Some(Value::Null)) {
+        metadata.insert(key.into(), Value::Object(Map::new()));
     }
-    entry
-        .as_object_mut()
+    metadata
+        .get_mut(key)
+        .and_then(Value::as_object_mut)
         .ok_or_else(|| format!("child {index}: metadata.{key} must be an object"))
 }
 
@@ -439,10 +462,11 @@ mod tests {
     }
 
     fn stamp(namespace: &str) -> Stamp {
-        Stamp {
-            composed_by: "p@1".into(),
-            plugin_digest: "sha256:00".into(),
-            composite: CompositeRef {
+        Stamp::new(
+            "p@1".into(),
+            "sha256:00".into(),
+            "sha256:11".into(),
+            CompositeRef {
                 api_version: "g/v1".into(),
                 kind: "K".into(),
                 namespace: namespace.into(),
@@ -450,8 +474,7 @@ mod tests {
                 uid: Some("u".into()),
                 generation: Some(3),
             },
-            input_digest: "sha256:11".into(),
-        }
+        )
     }
 
     #[test]
