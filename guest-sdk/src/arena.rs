@@ -10,12 +10,22 @@
 //! `database` plugin this removed about a quarter of the guest's work
 //! (`dlmalloc`/`dlfree` in the profile; BENCHMARKS.md).
 //!
-//! The trade-off: everything a call allocates stays allocated until the
-//! instance is dropped. A plugin that allocates and frees much more than
-//! its memory cap in one call (a long loop building throw-away strings)
-//! should keep the default allocator. With warm-instance reuse on the host,
-//! an arena plugin's memory grows with every call until the binding's
-//! `Reuse::max_memory_bytes` bound discards the instance.
+//! The arena counts its live blocks. Whenever the count drops to zero,
+//! every block it ever handed out has been freed, so it rewinds to the
+//! start of its memory. That happens at the end of each call (once the
+//! host's post-return has freed the answer), so an instance the host
+//! reuses serves every call from the same, already resident memory; and
+//! within a call, whenever everything so far has been freed.
+//!
+//! The trade-off: while anything is live, freed blocks other than the most
+//! recent are not reused. A plugin that allocates and frees much more than
+//! its memory cap in one call (a long loop building throw-away strings
+//! while holding on to something) should keep the default allocator. A
+//! block that outlives every call (a lazily built static that is never
+//! dropped) keeps the count above zero for good: the arena then never
+//! rewinds, and with warm-instance reuse on the host its memory grows with
+//! every call until the binding's `Reuse::max_memory_bytes` bound discards
+//! the instance.
 //!
 //! The first 768 KiB come from a static buffer; past it the arena grows
 //! linear memory itself and owns only the pages it grew, so it never shares
@@ -60,6 +70,13 @@ pub struct Arena {
     last: Cell<usize>,
     /// Whether `next`/`end` describe a region yet.
     started: Cell<bool>,
+    /// Where the current region starts.
+    region: Cell<usize>,
+    /// A region grown earlier and left when the arena rewound: reused
+    /// before memory is grown again. `(start, end)`, or `(0, 0)`.
+    spare: Cell<(usize, usize)>,
+    /// Blocks handed out and not yet freed.
+    live: Cell<usize>,
 }
 
 // SAFETY: wasm32-wasip2 components are single-threaded (no threads or
@@ -75,7 +92,40 @@ impl Arena {
             end: Cell::new(0),
             last: Cell::new(usize::MAX),
             started: Cell::new(false),
+            region: Cell::new(0),
+            spare: Cell::new((0, 0)),
+            live: Cell::new(0),
         }
+    }
+
+    /// Starts over at the static buffer. Only when no block is live.
+    fn rewind(&self) {
+        let region = REGION.0.get() as usize;
+        if self.started.get() && self.region.get() != region {
+            // Keep the grown region the arena was in, to use again before
+            // growing memory.
+            self.spare.set((self.region.get(), self.end.get()));
+        }
+        self.next.set(region);
+        self.end.set(region + STATIC_REGION);
+        self.region.set(region);
+        self.last.set(usize::MAX);
+        self.started.set(true);
+    }
+
+    /// Switches to the spare region when it can hold `size` bytes at
+    /// `align`.
+    fn take_spare(&self, align: usize, size: usize) -> Option<usize> {
+        let (spare_start, spare_end) = self.spare.get();
+        let start = spare_start.checked_add(align - 1)? & !(align - 1);
+        if spare_end == 0 || start.checked_add(size)? > spare_end {
+            return None;
+        }
+        self.spare.set((0, 0));
+        self.region.set(spare_start);
+        self.next.set(spare_start);
+        self.end.set(spare_end);
+        Some(start)
     }
 
     /// Makes `[start, start + size)` available, growing linear memory when
@@ -83,14 +133,14 @@ impl Arena {
     /// grow (the host's cap).
     fn reserve(&self, align: usize, size: usize) -> Option<usize> {
         if !self.started.get() {
-            let region = REGION.0.get() as usize;
-            self.next.set(region);
-            self.end.set(region + STATIC_REGION);
-            self.started.set(true);
+            self.rewind();
         }
         let mut start = self.next.get().checked_add(align - 1)? & !(align - 1);
         let mut end = start.checked_add(size)?;
         if end > self.end.get() {
+            if let Some(start) = self.take_spare(align, size) {
+                return Some(start);
+            }
             let wanted = (end - self.end.get()).max(MIN_GROWTH);
             let pages = wanted.div_ceil(PAGE);
             let previous = core::arch::wasm32::memory_grow(0, pages);
@@ -107,6 +157,7 @@ impl Arena {
                 start = grown_from.checked_add(align - 1)? & !(align - 1);
                 end = start.checked_add(size)?;
                 self.next.set(grown_from);
+                self.region.set(grown_from);
             }
             self.end.set(grown_to);
             if end > self.end.get() {
@@ -125,15 +176,18 @@ impl Default for Arena {
 
 #[allow(unsafe_code)]
 // SAFETY: every block handed out lies in memory only the arena uses (its
-// static buffer, or pages it grew itself), is aligned as asked, and is never handed out again while live: the
-// pointer only moves back over the most recent block when that block is
-// freed.
+// static buffer, or pages it grew itself), is aligned as asked, and is never
+// handed out again while live: the pointer only moves back over the most
+// recent block when that block is freed, or to the start when no block is
+// live at all (every `alloc` counts one block, every `dealloc` one less; a
+// `realloc` that moves a block frees the old one).
 unsafe impl GlobalAlloc for Arena {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         match self.reserve(layout.align(), layout.size()) {
             Some(start) => {
                 self.last.set(start);
                 self.next.set(start + layout.size());
+                self.live.set(self.live.get() + 1);
                 start as *mut u8
             }
             None => ptr::null_mut(),
@@ -142,7 +196,11 @@ unsafe impl GlobalAlloc for Arena {
 
     unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
         let start = block as usize;
-        if start == self.last.get() && start + layout.size() == self.next.get() {
+        let live = self.live.get() - 1;
+        self.live.set(live);
+        if live == 0 {
+            self.rewind();
+        } else if start == self.last.get() && start + layout.size() == self.next.get() {
             self.next.set(start);
             self.last.set(usize::MAX);
         }
@@ -176,9 +234,11 @@ unsafe impl GlobalAlloc for Arena {
         let fresh = unsafe { self.alloc(new_layout) };
         if !fresh.is_null() {
             // SAFETY: both blocks are live, distinct, and at least
-            // `min(old, new)` bytes long.
+            // `min(old, new)` bytes long; the old block is then freed, as
+            // `realloc` does (the new block keeps the count above zero).
             unsafe {
                 ptr::copy_nonoverlapping(block, fresh, layout.size().min(new_size));
+                self.dealloc(block, layout);
             }
         }
         fresh

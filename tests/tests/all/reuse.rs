@@ -184,3 +184,27 @@ async fn kept_instances_never_starve_a_full_pool() {
     .expect("not starved by another binding's idle instances");
     assert_eq!(answer.unwrap().children.len(), 5);
 }
+
+#[tokio::test]
+async fn an_arena_plugin_reused_for_many_calls_does_not_grow() {
+    // The SDK's arena rewinds once every block is freed, at the end of each
+    // call, so a kept instance serves every call from the same memory. Were
+    // it to keep bumping, 200 calls would grow the database plugin's memory
+    // (its first 768 KiB come from a static buffer, then 1 MiB at a time)
+    // far past a 4 MiB bound, and the instance would be discarded.
+    let composite = yaml_file(&tessera_tests::example("database.yaml"));
+    let warm = bind(DATABASE, json!({}))
+        .await
+        .reuse_instances(Reuse::default().max_memory_bytes(4 << 20).max_calls(1000));
+    let first = warm.expand(&composite, &[], &ctx()).await.unwrap();
+    for _ in 0..200 {
+        let again = warm.expand(&composite, &[], &ctx()).await.unwrap();
+        assert_eq!(again.children, first.children);
+    }
+    let stats = warm.reuse_stats().unwrap();
+    assert_eq!(
+        (stats.instantiated, stats.reused, stats.discarded),
+        (1, 200, 0),
+        "{stats:?}"
+    );
+}
