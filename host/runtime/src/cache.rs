@@ -18,6 +18,21 @@
 //! its directory belong to this user and are writable by nobody else;
 //! otherwise the plugin is compiled from its bytes. The cache directory is
 //! part of what the host trusts (SECURITY.md).
+//!
+//! The cache also remembers the sha256 of plugin files it has loaded, in
+//! `digests/` ([`ArtifactCache::remembered_digest`]), keyed by the file's
+//! device and inode and checked against its size, modification and change
+//! times, the way git's index and cargo's fingerprints avoid re-reading
+//! unchanged files: hashing a 300 KB plugin was a third of a cached load.
+//! Only the kernel sets the change time (any write, rename, `chmod` or
+//! `utimes` moves it to the current time), and a digest is only remembered
+//! for bytes read through one open file whose stamp did not change during
+//! the read and whose change time was at least [`SETTLED`] old when the read
+//! began, so a second write in the same timestamp tick cannot go unnoticed.
+//! The digests get the same ownership checks as the entries. Not for
+//! network file systems that cache attributes (NFS `actimeo`): there a
+//! rewritten file may show its old stamp for a while; use `--no-cache` or
+//! a local copy of the plugin.
 
 use std::hash::{Hash, Hasher};
 use std::io::Write as _;
@@ -176,9 +191,9 @@ impl FileStamp {
         self.size
     }
 
-    /// Whether the file last changed at least [`SETTLED`] before now.
-    fn settled(&self) -> bool {
-        let now = std::time::SystemTime::now()
+    /// Whether the file last changed at least [`SETTLED`] before `read_at`.
+    fn settled(&self, read_at: std::time::SystemTime) -> bool {
+        let now = read_at
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         let changed = std::time::Duration::new(
@@ -208,6 +223,7 @@ impl ArtifactCache {
     pub(crate) fn remembered_digest(&self, stamp: &FileStamp) -> Option<String> {
         let path = self.digest_path(stamp);
         private(&self.dir).ok()?;
+        private(path.parent()?).ok()?;
         private(&path).ok()?;
         let text = std::fs::read_to_string(&path).ok()?;
         let hex = text.trim_end().rsplit(' ').next()?;
@@ -215,11 +231,18 @@ impl ArtifactCache {
         (valid && text == stamp.line(hex)).then(|| hex.to_string())
     }
 
-    /// Remembers the digest of the file `before` describes, when the file
-    /// had settled and is still in the same state (`after`, taken once its
-    /// bytes were read). Failures only cost the next load a hash.
-    pub(crate) fn remember_digest(&self, before: &FileStamp, after: &FileStamp, hex: &str) {
-        if before != after || !before.settled() {
+    /// Remembers `hex` as the digest of the bytes read from the open file
+    /// stamped `before` and `after` the read, which began at `read_at`:
+    /// only when the stamps agree and the file had not changed for
+    /// [`SETTLED`] by then. Failures only cost the next load a hash.
+    pub(crate) fn remember_digest(
+        &self,
+        before: &FileStamp,
+        after: &FileStamp,
+        hex: &str,
+        read_at: std::time::SystemTime,
+    ) {
+        if before != after || !before.settled(read_at) {
             return;
         }
         let path = self.digest_path(before);
@@ -296,6 +319,8 @@ fn private(path: &Path) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, SystemTime};
+
     use super::*;
 
     fn cache(dir: &Path) -> ArtifactCache {
@@ -328,7 +353,7 @@ mod tests {
         let cache = cache(dir.path());
         let settled = stamp(60);
         assert_eq!(cache.remembered_digest(&settled), None);
-        cache.remember_digest(&settled, &settled, HEX);
+        cache.remember_digest(&settled, &settled, HEX, SystemTime::now());
         assert_eq!(cache.remembered_digest(&settled).as_deref(), Some(HEX));
         let changes: [fn(&mut FileStamp); 4] = [
             |s| s.size += 1,
@@ -348,12 +373,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = cache(dir.path());
         let recent = stamp(1);
-        cache.remember_digest(&recent, &recent, HEX);
+        cache.remember_digest(&recent, &recent, HEX, SystemTime::now());
         assert_eq!(cache.remembered_digest(&recent), None);
+        // Settled now, but not yet when its bytes were read (a slow compile
+        // in between).
+        let read_at = SystemTime::now() - Duration::from_secs(58);
+        let changed = stamp(60);
+        cache.remember_digest(&changed, &changed, HEX, read_at);
+        assert_eq!(cache.remembered_digest(&changed), None);
         let before = stamp(60);
         let mut after = before.clone();
         after.ctime.0 += 30;
-        cache.remember_digest(&before, &after, HEX);
+        cache.remember_digest(&before, &after, HEX, SystemTime::now());
         assert_eq!(cache.remembered_digest(&before), None);
         assert_eq!(cache.remembered_digest(&after), None);
     }
@@ -364,7 +395,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = cache(dir.path());
         let settled = stamp(60);
-        cache.remember_digest(&settled, &settled, HEX);
+        cache.remember_digest(&settled, &settled, HEX, SystemTime::now());
         let path = cache.digest_path(&settled);
         let line = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, &line[..line.len() - 5]).unwrap();

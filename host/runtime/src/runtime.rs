@@ -266,8 +266,8 @@ impl Runtime {
     ///
     /// With the cache on, a file whose digest the cache remembers for its
     /// current state (device, inode, size, modification and change times)
-    /// and whose artifact is cached is not read at all; see the cache
-    /// module for why that is safe.
+    /// and whose artifact is cached is not read at all; README ("The
+    /// artifact cache") and the cache module say when that holds.
     pub async fn load_file(&self, path: impl AsRef<Path>) -> Result<Plugin> {
         use crate::cache::FileStamp;
         let path = path.as_ref();
@@ -275,8 +275,8 @@ impl Runtime {
             path: path.to_path_buf(),
             source,
         };
-        let before = std::fs::metadata(path).map(|m| FileStamp::of(&m));
-        if let (Some(cache), Ok(stamp)) = (&self.inner.cache, &before)
+        let stat = std::fs::metadata(path).map(|m| FileStamp::of(&m));
+        if let (Some(cache), Ok(stamp)) = (&self.inner.cache, &stat)
             && let Some(hex) = cache.remembered_digest(stamp)
             && let Ok(component) = cache.load(&self.inner.engine, &hex)
         {
@@ -285,13 +285,20 @@ impl Runtime {
                 .finish_load(component, ArtifactSource::Cache, &hex, size, path)
                 .await;
         }
-        let bytes = std::fs::read(path).map_err(io_error)?;
+        // Read through one open file, stamped before and after the read, so
+        // that a digest remembered belongs to the bytes read even if the
+        // path is switched to another file meanwhile.
+        let read_at = std::time::SystemTime::now();
+        let mut file = std::fs::File::open(path).map_err(io_error)?;
+        let before = file.metadata().map(|m| FileStamp::of(&m));
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut bytes).map_err(io_error)?;
+        let after = file.metadata().map(|m| FileStamp::of(&m));
+        drop(file);
         let plugin = self.load(&bytes, path).await?;
-        if let (Some(cache), Ok(before)) = (&self.inner.cache, &before)
-            && let Ok(after) = std::fs::metadata(path)
-        {
+        if let (Some(cache), Ok(before), Ok(after)) = (&self.inner.cache, before, after) {
             let hex = plugin.id().digest.trim_start_matches("sha256:");
-            cache.remember_digest(before, &FileStamp::of(&after), hex);
+            cache.remember_digest(&before, &after, hex, read_at);
         }
         Ok(plugin)
     }
@@ -547,8 +554,6 @@ pub(crate) fn hostcall_budget(limits: &Limits) -> usize {
         .saturating_add(1 << 20)
 }
 
-/// A core module starts with the magic and version 1; a component uses the
-/// same magic with a different version/layer field.
 /// A plugin's identity before its `metadata` names it: the file stem.
 fn provisional_id(hex: &str, source: &Path) -> PluginId {
     PluginId {
@@ -560,6 +565,8 @@ fn provisional_id(hex: &str, source: &Path) -> PluginId {
     }
 }
 
+/// A core module starts with the magic and version 1; a component uses the
+/// same magic with a different version/layer field.
 fn wasmparser_is_core_module(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
 }

@@ -242,26 +242,28 @@ async fn a_remembered_digest_is_used_only_while_the_file_is_unchanged() {
     let cache = dir.path().join("cache");
     let runtime = || Runtime::builder().cache_dir(&cache).build().unwrap();
     let plugin = dir.path().join("database.wasm");
+    let other = dir.path().join("labels.wasm");
     std::fs::copy(DATABASE, &plugin).unwrap();
+    std::fs::copy(REQUIRE_LABELS, &other).unwrap();
     let composite = crate::common::yaml_file(&tessera_tests::example("database.yaml"));
-    let digests = || {
+    let memos = || -> Vec<PathBuf> {
         std::fs::read_dir(cache.join("digests"))
-            .map(|d| d.count())
-            .unwrap_or(0)
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default()
     };
 
-    // A file changed moments ago is hashed on every load, never remembered.
+    // A file changed moments before it was read is hashed on every load,
+    // never remembered.
     let fresh = runtime().load_file(&plugin).await.unwrap();
     assert_eq!(fresh.artifact_source(), ArtifactSource::Compiled);
     let expected = expand(fresh.clone(), &composite).await;
-    assert_eq!(
-        digests(),
-        0,
+    assert!(
+        memos().is_empty(),
         "a file that has just changed is not remembered"
     );
 
-    // Once it has settled (3 s), its digest is remembered, and the next load
-    // comes from the cache without reading the file.
+    // Once it has settled (3 s), its digest is remembered, and the next
+    // load takes the digest from the cache.
     std::thread::sleep(std::time::Duration::from_millis(3200));
     assert_eq!(
         runtime()
@@ -271,11 +273,39 @@ async fn a_remembered_digest_is_used_only_while_the_file_is_unchanged() {
             .artifact_source(),
         ArtifactSource::Cache
     );
-    assert_eq!(digests(), 1);
+    assert_eq!(memos().len(), 1);
     let remembered = runtime().load_file(&plugin).await.unwrap();
     assert_eq!(remembered.artifact_source(), ArtifactSource::Cache);
     assert_eq!(remembered.id(), fresh.id());
     assert_eq!(expand(remembered, &composite).await, expected);
+
+    // The remembered digest, not the file, decides what runs: pointed at
+    // another cached plugin's digest, the same file loads as that plugin.
+    // (Only this user can write the digests: a shared one is ignored.)
+    let labels = runtime().load_file(&other).await.unwrap();
+    let memo = memos()
+        .into_iter()
+        .find(|m| {
+            std::fs::read_to_string(m)
+                .unwrap()
+                .contains(fresh.id().digest.trim_start_matches("sha256:"))
+        })
+        .unwrap();
+    let line = std::fs::read_to_string(&memo).unwrap();
+    let swapped = line.replace(
+        fresh.id().digest.trim_start_matches("sha256:"),
+        labels.id().digest.trim_start_matches("sha256:"),
+    );
+    std::fs::write(&memo, &swapped).unwrap();
+    assert_eq!(
+        runtime().load_file(&plugin).await.unwrap().id(),
+        labels.id()
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&memo, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(runtime().load_file(&plugin).await.unwrap().id(), fresh.id());
+    }
 
     // Rewritten in place with other bytes of the same length, its
     // modification time put back: the change time still moves, so the file
