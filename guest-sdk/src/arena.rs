@@ -1,35 +1,42 @@
 //! An arena allocator for plugins, opted into with the SDK's `arena`
 //! feature. Only compiled for WebAssembly.
 //!
-//! The host runs every evaluation in a fresh instance and throws the
-//! instance away afterwards, so a plugin's heap never outlives one call.
-//! Freeing memory is then wasted work: this allocator hands out memory by
-//! bumping a pointer and frees nothing, except that it takes back the most
-//! recent allocation when that is freed and grows it in place when that is
-//! reallocated (the common pattern of a growing `String` or `Vec`). In the
-//! `database` plugin this removed about a quarter of the guest's work
-//! (`dlmalloc`/`dlfree` in the profile; BENCHMARKS.md).
+//! By default the host runs every evaluation in a fresh instance and throws
+//! the instance away afterwards, so a plugin's heap rarely needs to reuse
+//! freed memory. This allocator hands out memory by bumping a pointer; it
+//! takes back the most recent allocation when that is freed and grows it in
+//! place when that is reallocated (the common pattern of a growing `String`
+//! or `Vec`), and frees nothing else. In the `database` plugin this removed
+//! about a quarter of the guest's work (`dlmalloc`/`dlfree` in the profile;
+//! BENCHMARKS.md).
 //!
 //! The arena counts its live blocks. Whenever the count drops to zero,
 //! every block it ever handed out has been freed, so it rewinds to the
 //! start of its memory. That happens at the end of each call (once the
 //! host's post-return has freed the answer), so an instance the host
-//! reuses serves every call from the same, already resident memory; and
-//! within a call, whenever everything so far has been freed.
+//! reuses (`Binding::reuse_instances`) serves every call from the same,
+//! already resident memory; and within a call, whenever everything so far
+//! has been freed. A region of grown memory the arena was using when it
+//! rewound is kept and used again before memory is grown any further.
 //!
 //! The trade-off: while anything is live, freed blocks other than the most
 //! recent are not reused. A plugin that allocates and frees much more than
 //! its memory cap in one call (a long loop building throw-away strings
 //! while holding on to something) should keep the default allocator. A
 //! block that outlives every call (a lazily built static that is never
-//! dropped) keeps the count above zero for good: the arena then never
-//! rewinds, and with warm-instance reuse on the host its memory grows with
-//! every call until the binding's `Reuse::max_memory_bytes` bound discards
-//! the instance.
+//! dropped, such as the buffer behind `println!`) keeps the count above
+//! zero for good: the arena then never rewinds, and with warm-instance reuse
+//! on the host its memory grows with every call until the binding's
+//! `Reuse::max_memory_bytes` bound discards the instance. Grown memory is
+//! also left unused when it cannot be reused as one piece: the rest of a
+//! region the arena leaves for a larger spare or for non-adjacent new pages,
+//! and the smaller of two spare regions.
 //!
 //! The first 768 KiB come from a static buffer; past it the arena grows
-//! linear memory itself and owns only the pages it grew, so it never shares
-//! memory with wasi-libc's `malloc`.
+//! linear memory itself and owns only the pages it grew, so it never hands
+//! out memory that wasi-libc's `malloc` manages. (The component's
+//! `cabi_realloc` is Rust's allocator, so lists that WASI calls made by C
+//! code return would come from the arena; the example plugins make none.)
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::{Cell, UnsafeCell};
@@ -103,8 +110,12 @@ impl Arena {
         let region = REGION.0.get() as usize;
         if self.started.get() && self.region.get() != region {
             // Keep the grown region the arena was in, to use again before
-            // growing memory.
-            self.spare.set((self.region.get(), self.end.get()));
+            // growing memory (or the spare kept earlier, if that is larger:
+            // nothing is live in either).
+            let (spare_start, spare_end) = self.spare.get();
+            if self.end.get() - self.region.get() > spare_end - spare_start {
+                self.spare.set((self.region.get(), self.end.get()));
+            }
         }
         self.next.set(region);
         self.end.set(region + STATIC_REGION);
@@ -126,6 +137,29 @@ impl Arena {
         self.next.set(spare_start);
         self.end.set(spare_end);
         Some(start)
+    }
+
+    /// Grows linear memory by at least `extra` bytes right after the
+    /// arena's region, which must end at the top of memory; whether it did.
+    fn grow_in_place(&self, extra: usize) -> bool {
+        let top = core::arch::wasm32::memory_size(0).checked_mul(PAGE);
+        if top != Some(self.end.get()) {
+            return false;
+        }
+        let pages = extra.max(MIN_GROWTH).div_ceil(PAGE);
+        let Some(end) = pages
+            .checked_mul(PAGE)
+            .and_then(|bytes| self.end.get().checked_add(bytes))
+        else {
+            return false;
+        };
+        // Components are single-threaded: nothing can grow memory between
+        // the size check above and this, so the new pages follow `end`.
+        if core::arch::wasm32::memory_grow(0, pages) == usize::MAX {
+            return false;
+        }
+        self.end.set(end);
+        true
     }
 
     /// Makes `[start, start + size)` available, growing linear memory when
@@ -180,7 +214,9 @@ impl Default for Arena {
 // handed out again while live: the pointer only moves back over the most
 // recent block when that block is freed, or to the start when no block is
 // live at all (every `alloc` counts one block, every `dealloc` one less; a
-// `realloc` that moves a block frees the old one).
+// `realloc` that moves a block frees the old one). The arena only moves on
+// to the spare region, which was kept at a rewind (nothing live in it) and
+// is forgotten once taken, or to pages it has just grown.
 unsafe impl GlobalAlloc for Arena {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         match self.reserve(layout.align(), layout.size()) {
@@ -196,7 +232,13 @@ unsafe impl GlobalAlloc for Arena {
 
     unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
         let start = block as usize;
-        let live = self.live.get() - 1;
+        // Every block freed here was handed out by `alloc` and counted, so
+        // the count is at least one (a zero would be a caller breaking the
+        // `GlobalAlloc` contract; then nothing is counted).
+        let Some(live) = self.live.get().checked_sub(1) else {
+            debug_assert!(false, "arena: freed a block it never handed out");
+            return;
+        };
         self.live.set(live);
         if live == 0 {
             self.rewind();
@@ -213,12 +255,9 @@ unsafe impl GlobalAlloc for Arena {
             // Grow or shrink in place: the block is the arena's tip.
             let fits = match start.checked_add(new_size) {
                 Some(end) if end <= self.end.get() => true,
-                // Make room right after the tip; in place only if memory
-                // grew contiguously (`reserve` answers where the room is).
-                Some(_) => {
-                    let tip = self.next.get();
-                    self.reserve(1, new_size - layout.size()) == Some(tip)
-                }
+                // Make room right after the tip, when the region is at the
+                // top of memory; otherwise the block moves.
+                Some(end) => self.grow_in_place(end - self.end.get()),
                 None => false,
             };
             if fits {

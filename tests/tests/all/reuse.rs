@@ -208,3 +208,30 @@ async fn an_arena_plugin_reused_for_many_calls_does_not_grow() {
         "{stats:?}"
     );
 }
+
+#[tokio::test]
+async fn the_arena_rewinds_and_reuses_grown_memory_across_reused_calls() {
+    // Each call grows a vector to 2 MiB, past the arena's 768 KiB static
+    // buffer, while holding other blocks. A reused instance must give intact
+    // answers from the same first address every time, and reuse the memory
+    // it grew (within 16 MiB, 30 calls of 2 MiB and more each would not fit
+    // otherwise).
+    let composite = faulty_composite(false);
+    let warm = bind(FAULTY, json!({"mode": "arena-churn"}))
+        .await
+        .reuse_instances(Reuse::default().max_memory_bytes(16 << 20));
+    let mut firsts = Vec::new();
+    for _ in 0..30 {
+        let composed = warm.expand(&composite, &[], &ctx()).await.unwrap();
+        let data = &composed.children[0]["data"];
+        assert_eq!(data["intact"], "true", "{data}");
+        firsts.push(data["first"].as_str().unwrap().to_string());
+    }
+    assert!(firsts.iter().all(|f| *f == firsts[0]), "{firsts:?}");
+    let stats = warm.reuse_stats().unwrap();
+    assert_eq!(
+        (stats.instantiated, stats.reused, stats.discarded),
+        (1, 29, 0),
+        "{stats:?}"
+    );
+}

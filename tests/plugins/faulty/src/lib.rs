@@ -68,6 +68,36 @@ pub fn expand(request: CompositionRequest) -> Result<Expansion> {
             let sum: u64 = block.iter().step_by(4096).map(|b| u64::from(*b)).sum();
             Ok(ok.finding(Finding::info(format!("touched {} pages", sum / 7))))
         }
+        "arena-churn" => {
+            // Works the allocator past its first region within one call: a
+            // vector grown byte by byte to 2 MiB (in place while it is the
+            // most recent block), strings held while others come and go,
+            // then checks that every byte is still what was written. Reports
+            // the address of its first block, which stays the same on every
+            // call to a reused instance when the SDK's arena rewinds.
+            let first = Box::new(0x5eed_u64);
+            let first_address = std::ptr::from_ref::<u64>(&first) as usize;
+            let held: Vec<String> = (0..2000).map(|i| format!("held {i}")).collect();
+            let mut grown: Vec<u8> = Vec::new();
+            for i in 0..(2usize << 20) {
+                grown.push((i % 251) as u8);
+                if i % 4096 == 0 {
+                    drop(format!("passing {i}"));
+                }
+            }
+            let intact = *first == 0x5eed
+                && grown.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8)
+                && held
+                    .iter()
+                    .enumerate()
+                    .all(|(i, s)| *s == format!("held {i}"));
+            Ok(
+                Expansion::new().child(request.child("v1", "ConfigMap", "churn").with(
+                    "data",
+                    json!({"first": first_address.to_string(), "intact": intact.to_string()}),
+                )),
+            )
+        }
         "loop-in-host-call" => {
             // Spins between host calls: the deadline must still hold while
             // most of the time is spent preparing and making host calls.
