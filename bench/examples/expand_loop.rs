@@ -1,7 +1,8 @@
 //! Runs one scenario in a loop, for profilers (`perf record`, `valgrind
 //! --tool=callgrind`): `cargo build --release -p tessera-bench --example
 //! expand_loop`, then `expand_loop <scenario> <iterations>` with scenario
-//! `fresh`, `pooled`, `warm`, `instantiate`, `native`, `validate` or `load`
+//! `fresh`, `pooled`, `warm`, `instantiate`, `native`, `validate`,
+//! `validate-warm`, `validate-native` or `load`
 //! (from a warm cache). BENCHMARKS.md
 //! ("Profile") has the callgrind command and what it showed.
 
@@ -24,9 +25,16 @@ fn main() {
     let db = bind(&rt, &runtime, plugins::DATABASE, json!({}));
     let warm = db.clone().reuse_instances(Reuse::default());
     let labels = bind(&rt, &runtime, plugins::REQUIRE_LABELS, label_settings());
+    let warm_labels = labels.clone().reuse_instances(Reuse::default());
     let review = review();
     let ctx = Context::default();
     let composite_text = composite.to_string();
+    let object_text = review
+        .object
+        .as_ref()
+        .map(Value::to_string)
+        .unwrap_or_default();
+    let settings = label_settings();
     let observed_text: Vec<String> = observed.iter().map(Value::to_string).collect();
     let cache = tempfile::tempdir().expect("temp dir");
     let cached = tessera_runtime::Runtime::builder()
@@ -56,6 +64,12 @@ fn main() {
         }
         "validate" => {
             black_box(rt.block_on(labels.validate(&review)).unwrap());
+        }
+        "validate-warm" => {
+            black_box(rt.block_on(warm_labels.validate(&review)).unwrap());
+        }
+        "validate-native" => {
+            black_box(tessera_bench::native_validate(&object_text, &settings));
         }
         other => {
             eprintln!("unknown scenario {other}");
