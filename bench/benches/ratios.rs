@@ -124,7 +124,7 @@ fn main() {
     let compile = median(sample(5, &mut || {
         black_box(rt.block_on(default_rt.load_file(&database_file)).unwrap());
     }));
-    let cache_load = median(sample(20, &mut || {
+    let cache_load = median(sample(50, &mut || {
         black_box(rt.block_on(cached_rt.load_file(&database_file)).unwrap());
     }));
 
