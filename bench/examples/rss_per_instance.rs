@@ -15,7 +15,21 @@ fn rss_kib() -> u64 {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .expect("statm has a resident field");
-    pages * 4
+    pages * page_size() / 1024
+}
+
+/// The kernel's page size in bytes (`/proc/self/statm` counts pages).
+fn page_size() -> u64 {
+    // The `KernelPageSize` of the first mapping in `/proc/self/smaps`.
+    std::fs::read_to_string("/proc/self/smaps")
+        .ok()
+        .and_then(|smaps| {
+            smaps
+                .lines()
+                .find_map(|line| line.strip_prefix("KernelPageSize:"))
+                .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(4096, |kib| kib * 1024)
 }
 
 /// Virtual size of this process in GiB.
@@ -26,7 +40,7 @@ fn virtual_gib() -> f64 {
         .next()
         .and_then(|n| n.parse().ok())
         .expect("statm has a size field");
-    (pages * 4096) as f64 / f64::from(1u32 << 30)
+    (pages * page_size()) as f64 / f64::from(1u32 << 30)
 }
 
 fn main() {

@@ -249,9 +249,11 @@ pub struct ReuseStats {
     /// Evaluations served by a kept instance.
     pub reused: u64,
     /// Instances dropped after an error, the call bound or the memory bound,
-    /// or because `max_idle` instances were already waiting. (Instances the
-    /// runtime drops to free pooling slots are not counted.)
+    /// or because `max_idle` instances were already waiting.
     pub discarded: u64,
+    /// Idle instances the runtime dropped to free their pooling slots for
+    /// evaluations that found the pool full.
+    pub evicted: u64,
 }
 
 /// A kept instance, with the store it lives in.
@@ -270,7 +272,20 @@ enum WarmInstance {
 /// Kept instances waiting for an evaluation. The runtime holds a weak
 /// reference to every such list so that an evaluation that finds the pool
 /// full can drop idle instances (theirs or another binding's) for a slot.
-pub(crate) type IdleList = Mutex<Vec<Warm>>;
+#[derive(Default)]
+pub(crate) struct IdleList {
+    warm: Mutex<Vec<Warm>>,
+    evicted: AtomicU64,
+}
+
+impl IdleList {
+    /// Drops every waiting instance, counting them as evicted.
+    pub(crate) fn evict(&self) {
+        let evicted = std::mem::take(&mut *self.warm.lock().unwrap_or_else(|e| e.into_inner()));
+        self.evicted
+            .fetch_add(evicted.len() as u64, Ordering::Relaxed);
+    }
+}
 
 /// The idle instances of one binding (shared by its clones).
 struct WarmPool {
@@ -283,7 +298,7 @@ struct WarmPool {
 
 impl WarmPool {
     fn new(reuse: Reuse, runtime: &crate::runtime::RuntimeInner) -> Arc<Self> {
-        let idle = Arc::new(Mutex::new(Vec::new()));
+        let idle = Arc::new(IdleList::default());
         runtime.register_idle(&idle);
         Arc::new(WarmPool {
             reuse,
@@ -295,7 +310,11 @@ impl WarmPool {
     }
 
     fn take(&self) -> Option<Warm> {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
+        self.idle
+            .warm
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
     }
 
     /// Keeps an instance that answered, unless a bound says otherwise.
@@ -306,7 +325,7 @@ impl WarmPool {
             self.discarded.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.idle.warm.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < self.reuse.max_idle {
             idle.push(warm);
         } else {
@@ -370,6 +389,7 @@ impl Binding {
             instantiated: pool.instantiated.load(Ordering::Relaxed),
             reused: pool.reused.load(Ordering::Relaxed),
             discarded: pool.discarded.load(Ordering::Relaxed),
+            evicted: pool.idle.evicted.load(Ordering::Relaxed),
         })
     }
 

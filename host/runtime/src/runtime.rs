@@ -210,8 +210,7 @@ impl RuntimeInner {
             .filter_map(std::sync::Weak::upgrade)
             .collect();
         for list in lists {
-            let evicted = std::mem::take(&mut *list.lock().unwrap_or_else(|e| e.into_inner()));
-            drop(evicted);
+            list.evict();
         }
     }
 }

@@ -62,7 +62,8 @@ async fn a_reused_instance_keeps_its_memory_and_starts_with_empty_output() {
         Some(ReuseStats {
             instantiated: 1,
             reused: 2,
-            discarded: 0
+            discarded: 0,
+            evicted: 0,
         })
     );
 }
@@ -183,6 +184,26 @@ async fn kept_instances_never_starve_a_full_pool() {
     .await
     .expect("not starved by another binding's idle instances");
     assert_eq!(answer.unwrap().children.len(), 5);
+}
+
+#[tokio::test]
+async fn instances_dropped_to_free_a_slot_are_counted_as_evicted() {
+    let composite = yaml_file(&tessera_tests::example("database.yaml"));
+    // One slot: the kept instance holds it until another binding needs it.
+    let (runtime, warm) = pooled_database(1).await;
+    warm.expand(&composite, &[], &ctx()).await.unwrap();
+    let plugin = runtime.load_file(DATABASE).await.unwrap();
+    let fresh = Binding::new(plugin, json!({})).unwrap();
+    fresh.expand(&composite, &[], &ctx()).await.unwrap();
+    let stats = warm.reuse_stats().unwrap();
+    assert_eq!(
+        (stats.instantiated, stats.discarded, stats.evicted),
+        (1, 0, 1),
+        "{stats:?}"
+    );
+    // The next evaluation of the reusing binding starts a new instance.
+    warm.expand(&composite, &[], &ctx()).await.unwrap();
+    assert_eq!(warm.reuse_stats().unwrap().instantiated, 2);
 }
 
 #[tokio::test]
