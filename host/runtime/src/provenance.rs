@@ -14,6 +14,7 @@
 //! Label: `tessera.dev/composite-name`: the composite's name.
 
 use std::collections::HashSet;
+use std::fmt::Write as _;
 use std::io::Write as _;
 
 use serde_json::{Map, Value};
@@ -338,9 +339,15 @@ pub(crate) fn check_and_stamp(
         namespace
     };
 
-    // One string per child: the four parts, joined by a byte none of them
-    // can hold.
-    if !seen.insert([api_version.as_str(), &kind, &namespace, &name].join("\0")) {
+    // One string per child: the four parts, each after its length, so that
+    // no two different children make the same key (a part may hold any
+    // character).
+    let mut key =
+        String::with_capacity(api_version.len() + kind.len() + namespace.len() + name.len() + 16);
+    for part in [api_version.as_str(), &kind, &namespace, &name] {
+        let _ = write!(key, "{}:{part}", part.len());
+    }
+    if !seen.insert(key) {
         return Err(format!(
             "child {index} ({api_version} {kind} {namespace}/{name}) duplicates an earlier child"
         ));
@@ -525,5 +532,11 @@ mod tests {
         check_and_stamp(0, &mut a.clone(), &s, &mut seen).unwrap();
         let err = check_and_stamp(1, &mut a, &s, &mut seen).unwrap_err();
         assert_eq!(err, "child 1 (v1 K ns/a) duplicates an earlier child");
+        // Parts that could run into each other are still told apart.
+        let mut seen = HashSet::new();
+        for (kind, name) in [("K\0x", "y"), ("K", "x\0y")] {
+            let mut child = json!({"apiVersion": "v1", "kind": kind, "metadata": {"name": name}});
+            check_and_stamp(0, &mut child, &s, &mut seen).unwrap();
+        }
     }
 }
