@@ -211,17 +211,6 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2.0);
-    // Thread counts for the throughput table: `TESSERA_BENCH_THREADS`
-    // (e.g. `1,2,4,8,16` on a larger machine), default `1,2`.
-    let threads: Vec<usize> = std::env::var("TESSERA_BENCH_THREADS")
-        .ok()
-        .map(|list| {
-            list.split(',')
-                .filter_map(|n| n.trim().parse().ok())
-                .collect()
-        })
-        .filter(|list: &Vec<usize>| !list.is_empty())
-        .unwrap_or_else(|| vec![1, 2]);
     let evaluate = |binding: &Binding, rt: &tokio::runtime::Runtime| {
         rt.block_on(binding.expand(&composite, &observed, &Context::default()))
             .unwrap();

@@ -18,18 +18,22 @@ fn rss_kib() -> u64 {
     pages * page_size() / 1024
 }
 
-/// The kernel's page size in bytes (`/proc/self/statm` counts pages).
+/// The kernel's page size in bytes (`/proc/self/statm` counts pages), read
+/// once: reading `smaps` between two RSS samples would disturb them.
 fn page_size() -> u64 {
-    // The `KernelPageSize` of the first mapping in `/proc/self/smaps`.
-    std::fs::read_to_string("/proc/self/smaps")
-        .ok()
-        .and_then(|smaps| {
-            smaps
-                .lines()
-                .find_map(|line| line.strip_prefix("KernelPageSize:"))
-                .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(4096, |kib| kib * 1024)
+    static PAGE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // The `KernelPageSize` of the first mapping in `/proc/self/smaps`.
+        std::fs::read_to_string("/proc/self/smaps")
+            .ok()
+            .and_then(|smaps| {
+                smaps
+                    .lines()
+                    .find_map(|line| line.strip_prefix("KernelPageSize:"))
+                    .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+            .map_or(4096, |kib| kib * 1024)
+    })
 }
 
 /// Virtual size of this process in GiB.
@@ -44,6 +48,7 @@ fn virtual_gib() -> f64 {
 }
 
 fn main() {
+    page_size();
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| "pooled".into());
     let n: u32 = args.next().and_then(|n| n.parse().ok()).unwrap_or(200);

@@ -280,8 +280,9 @@ impl Runtime {
             && let Ok(component) = cache.load(&self.inner.engine, &hex)
         {
             let size = usize::try_from(stamp.size()).unwrap_or(usize::MAX);
+            let id = provisional_id(&hex, path);
             return self
-                .finish_load(component, ArtifactSource::Cache, &hex, size, path)
+                .finish_load(component, ArtifactSource::Cache, id, size, path)
                 .await;
         }
         // Read through one open file, stamped before and after the read, so
@@ -328,17 +329,18 @@ impl Runtime {
         }
         let provisional = provisional_id(hex, source);
         let (component, artifact) = self.compile(bytes, hex, &provisional, source)?;
-        self.finish_load(component, artifact, hex, bytes.len(), source)
+        self.finish_load(component, artifact, provisional, bytes.len(), source)
             .await
     }
 
     /// Checks the world of a compiled component, pre-links it and calls
-    /// `metadata`: everything a load does after compiling.
+    /// `metadata`: everything a load does after compiling. `provisional`
+    /// names the plugin until its metadata does.
     async fn finish_load(
         &self,
         component: Component,
         artifact: ArtifactSource,
-        hex: &str,
+        provisional: PluginId,
         size: usize,
         source: &Path,
     ) -> Result<Plugin> {
@@ -371,7 +373,7 @@ impl Runtime {
             .collect();
         exports.sort();
         let mut plugin = PluginInner {
-            id: provisional_id(hex, source),
+            id: provisional,
             path: source.to_path_buf(),
             world,
             metadata: Metadata::default(),

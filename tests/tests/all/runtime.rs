@@ -139,12 +139,17 @@ async fn expand(plugin: tessera_runtime::Plugin, composite: &serde_json::Value) 
     .unwrap()
 }
 
-fn cache_entry(dir: &Path) -> PathBuf {
-    let entries: Vec<PathBuf> = std::fs::read_dir(dir)
+/// The precompiled artifacts in a cache directory.
+fn cache_entries(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
-        .collect();
+        .collect()
+}
+
+fn cache_entry(dir: &Path) -> PathBuf {
+    let entries = cache_entries(dir);
     assert_eq!(entries.len(), 1, "{entries:?}");
     entries[0].clone()
 }
@@ -223,17 +228,7 @@ async fn the_cache_is_used_and_bad_entries_are_recompiled() {
         fuel.load_file(DATABASE).await.unwrap().artifact_source(),
         ArtifactSource::Compiled
     );
-    let entries = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "cwasm")
-        })
-        .count();
-    assert_eq!(entries, 2);
+    assert_eq!(cache_entries(dir.path()).len(), 2);
 }
 
 #[tokio::test]
