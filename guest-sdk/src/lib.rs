@@ -70,6 +70,9 @@ pub mod host;
 pub use fields::{Fields, is_dns1035_label, is_quantity};
 pub use object::Object;
 pub use serde_json::{Map, Value, json};
+/// The keys of the provenance the host stamps on every composed child, for
+/// policies that check it.
+pub use tessera_types::provenance;
 pub use types::{
     CompositionRequest, Condition, ConditionStatus, Context, Error, Expansion, Finding, Metadata,
     Operation, Result, Review, Severity, UserInfo, Verdict,

@@ -4,6 +4,8 @@ use std::fmt;
 
 use serde_json::Value;
 
+pub use tessera_types::{Condition, ConditionStatus, Finding, Operation, Severity, UserInfo};
+
 use crate::fields::Fields;
 use crate::object::Object;
 use crate::wit::composition::tessera::plugin::composition_types as c;
@@ -124,108 +126,30 @@ impl Metadata {
     }
 }
 
-/// How serious a [`Finding`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
-    /// For information only.
-    Info,
-    /// Worth a look; does not deny.
-    Warning,
-    /// Wrong; a policy with an error finding denies.
-    Error,
-}
-
-/// One observation about the input or the output.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    /// How serious it is.
-    pub severity: Severity,
-    /// What was found.
-    pub message: String,
-    /// The dotted path of the field it is about.
-    pub field: Option<String>,
-}
-
-impl Finding {
-    /// An informational finding.
-    pub fn info(message: impl Into<String>) -> Self {
-        Self::with(Severity::Info, message)
-    }
-
-    /// A warning.
-    pub fn warning(message: impl Into<String>) -> Self {
-        Self::with(Severity::Warning, message)
-    }
-
-    /// An error.
-    pub fn error(message: impl Into<String>) -> Self {
-        Self::with(Severity::Error, message)
-    }
-
-    fn with(severity: Severity, message: impl Into<String>) -> Self {
-        Finding {
-            severity,
-            message: message.into(),
-            field: None,
-        }
-    }
-
-    /// Names the field the finding is about.
-    #[must_use]
-    pub fn at(mut self, field: impl Into<String>) -> Self {
-        self.field = Some(field.into());
-        self
-    }
-
-    fn into_wit(self) -> t::Finding {
-        t::Finding {
-            severity: match self.severity {
-                Severity::Info => t::Severity::Info,
-                Severity::Warning => t::Severity::Warning,
-                Severity::Error => t::Severity::Error,
-            },
-            message: self.message,
-            field: self.field,
-        }
+/// A finding as the WIT carries it.
+fn finding_into_wit(finding: Finding) -> t::Finding {
+    t::Finding {
+        severity: match finding.severity {
+            Severity::Info => t::Severity::Info,
+            Severity::Warning => t::Severity::Warning,
+            Severity::Error => t::Severity::Error,
+        },
+        message: finding.message,
+        field: finding.field,
     }
 }
 
-/// Status of a [`Condition`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConditionStatus {
-    /// `"True"`.
-    True,
-    /// `"False"`.
-    False,
-    /// `"Unknown"`.
-    Unknown,
-}
-
-/// A condition to set on the composite's status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Condition {
-    /// The condition type, e.g. `DatabaseReady`.
-    pub type_: String,
-    /// Its status.
-    pub status: ConditionStatus,
-    /// A CamelCase reason.
-    pub reason: String,
-    /// A human-readable message.
-    pub message: String,
-}
-
-impl Condition {
-    fn into_wit(self) -> t::Condition {
-        t::Condition {
-            type_: self.type_,
-            status: match self.status {
-                ConditionStatus::True => t::ConditionStatus::True,
-                ConditionStatus::False => t::ConditionStatus::False,
-                ConditionStatus::Unknown => t::ConditionStatus::Unknown,
-            },
-            reason: self.reason,
-            message: self.message,
-        }
+/// A condition as the WIT carries it.
+fn condition_into_wit(condition: Condition) -> t::Condition {
+    t::Condition {
+        type_: condition.type_,
+        status: match condition.status {
+            ConditionStatus::True => t::ConditionStatus::True,
+            ConditionStatus::False => t::ConditionStatus::False,
+            ConditionStatus::Unknown => t::ConditionStatus::Unknown,
+        },
+        reason: condition.reason,
+        message: condition.message,
     }
 }
 
@@ -398,34 +322,12 @@ impl Expansion {
             conditions: self
                 .conditions
                 .into_iter()
-                .map(Condition::into_wit)
+                .map(condition_into_wit)
                 .collect(),
-            findings: self.findings.into_iter().map(Finding::into_wit).collect(),
+            findings: self.findings.into_iter().map(finding_into_wit).collect(),
             ready: self.ready,
         }
     }
-}
-
-/// The operation under review.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    /// The object is being created.
-    Create,
-    /// The object is being updated.
-    Update,
-    /// The object is being deleted.
-    Delete,
-}
-
-/// Who asked for the operation.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UserInfo {
-    /// The user name.
-    pub username: String,
-    /// The user's uid.
-    pub uid: String,
-    /// The user's groups.
-    pub groups: Vec<String>,
 }
 
 /// What `validate` is asked to judge.
@@ -509,7 +411,7 @@ impl Verdict {
     pub(crate) fn into_wit(self) -> p::Verdict {
         p::Verdict {
             allowed: self.allowed,
-            findings: self.findings.into_iter().map(Finding::into_wit).collect(),
+            findings: self.findings.into_iter().map(finding_into_wit).collect(),
         }
     }
 }

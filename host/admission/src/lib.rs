@@ -25,27 +25,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-/// The operation under review.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    /// `CREATE`.
-    Create,
-    /// `UPDATE`.
-    Update,
-    /// `DELETE`.
-    Delete,
-}
-
-/// Who asked for the operation.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UserInfo {
-    /// User name.
-    pub username: String,
-    /// User uid.
-    pub uid: String,
-    /// Groups.
-    pub groups: Vec<String>,
-}
+pub use tessera_types::{Operation, UserInfo};
 
 /// The largest AdmissionReview accepted. The API server sends at most its
 /// request size limit (3 MiB by default) plus the old object.
@@ -180,11 +160,14 @@ pub fn decode(body: &[u8]) -> Result<AdmissionRequest, DecodeError> {
         .uid
         .filter(|u| !u.is_empty())
         .ok_or_else(|| field("request.uid", "is missing"))?;
-    let operation = match request.operation.as_deref() {
-        Some("CREATE") => Operation::Create,
-        Some("UPDATE") => Operation::Update,
-        Some("DELETE") => Operation::Delete,
+    let operation = match request
+        .operation
+        .as_deref()
+        .map(|op| (op, Operation::from_api_str(op)))
+    {
+        Some((_, Some(operation))) => operation,
         other => {
+            let other = other.map(|(op, _)| op);
             return Err(field(
                 "request.operation",
                 format!("must be CREATE, UPDATE or DELETE, got {other:?}"),

@@ -24,12 +24,9 @@ use tessera_sdk::{Finding, Metadata, Object, Operation, Result, Review, Verdict,
 pub const ORIGIN: &str = "tessera.dev/origin";
 /// Annotation naming the version of a user resource's source.
 pub const VERSION: &str = "tessera.dev/version";
-const COMPOSED_BY: &str = "tessera.dev/composed-by";
-const PLUGIN_DIGEST: &str = "tessera.dev/plugin-digest";
-const COMPOSITE: &str = "tessera.dev/composite";
-const COMPOSITE_GENERATION: &str = "tessera.dev/composite-generation";
-const INPUT_DIGEST: &str = "tessera.dev/input-digest";
-const COMPOSITE_NAME_LABEL: &str = "tessera.dev/composite-name";
+use tessera_sdk::provenance::{
+    COMPOSED_BY, COMPOSITE, COMPOSITE_GENERATION, COMPOSITE_NAME_LABEL, INPUT_DIGEST, PLUGIN_DIGEST,
+};
 
 /// The plugin's metadata, with the JSON schema of its settings.
 pub fn metadata() -> Metadata {
