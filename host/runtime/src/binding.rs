@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+pub use tessera_types::{Condition, ConditionStatus, Finding, Operation, Severity, UserInfo};
+
 use crate::bindings;
 use crate::bindings::policy::tessera::plugin::policy_types as pwit;
 use crate::bindings::tessera::plugin::composition_types as cwit;
@@ -24,62 +26,6 @@ use crate::state::{HostEnv, LogLine, State};
 /// The seed of the random numbers a plugin sees. Fixed, so that a plugin
 /// that reads "random" bytes still renders the same output every time.
 const RANDOM_SEED: u64 = 0x7e55_e7a0_5eed_0001;
-
-/// How serious a [`Finding`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
-    /// For information.
-    Info,
-    /// Worth a look.
-    Warning,
-    /// Wrong.
-    Error,
-}
-
-impl std::fmt::Display for Severity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Error => "error",
-        })
-    }
-}
-
-/// One observation a plugin reported.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    /// How serious.
-    pub severity: Severity,
-    /// What.
-    pub message: String,
-    /// The dotted path of the field it is about.
-    pub field: Option<String>,
-}
-
-/// Status of a [`Condition`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConditionStatus {
-    /// `"True"`.
-    True,
-    /// `"False"`.
-    False,
-    /// `"Unknown"`.
-    Unknown,
-}
-
-/// A condition a composition plugin wants on its composite.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Condition {
-    /// The type.
-    pub type_: String,
-    /// The status.
-    pub status: ConditionStatus,
-    /// CamelCase reason.
-    pub reason: String,
-    /// Message.
-    pub message: String,
-}
 
 /// What happened around an evaluation, apart from its answer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -133,28 +79,6 @@ pub struct Composed {
     pub ready: bool,
     /// Logs, output and fuel.
     pub report: Report,
-}
-
-/// The operation under review.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    /// Create.
-    Create,
-    /// Update.
-    Update,
-    /// Delete.
-    Delete,
-}
-
-/// Who asked for the operation.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UserInfo {
-    /// User name.
-    pub username: String,
-    /// User uid.
-    pub uid: String,
-    /// Groups.
-    pub groups: Vec<String>,
 }
 
 /// What a policy is asked to judge.
@@ -267,6 +191,32 @@ pub(crate) struct Warm {
 enum WarmInstance {
     Composition(bindings::Composition),
     Policy(bindings::policy::Policy),
+}
+
+impl WarmInstance {
+    fn into_composition(self) -> Option<bindings::Composition> {
+        match self {
+            WarmInstance::Composition(instance) => Some(instance),
+            WarmInstance::Policy(_) => None,
+        }
+    }
+
+    fn into_policy(self) -> Option<bindings::policy::Policy> {
+        match self {
+            WarmInstance::Policy(instance) => Some(instance),
+            WarmInstance::Composition(_) => None,
+        }
+    }
+}
+
+/// An evaluation the plugin answered (not refused), before the host checked
+/// the answer: the store and instance to check back in, and the report.
+struct Answered<I, A> {
+    lease: Lease,
+    instance: I,
+    calls: u32,
+    answer: A,
+    report: Report,
 }
 
 /// Kept instances waiting for an evaluation. The runtime holds a weak
@@ -517,41 +467,33 @@ impl Binding {
             Some((self.secret_key.clone(), stamp.composite.secret_identity())),
             &self.limits,
         );
-        let runtime = self.plugin.runtime();
-        let (mut lease, warm) = self.checkout(env).await;
-        let store = &mut lease.store;
-        let (instance, calls) = match warm {
-            Some((WarmInstance::Composition(instance), calls)) => (Some(instance), calls),
-            _ => (None, 0),
-        };
-        let answer = within(&self.limits, Phase::Expand, async {
-            let instance = match instance {
-                Some(instance) => instance,
-                None => pre
-                    .instantiate_async(&mut *store)
-                    .await
-                    .map_err(|e| (Phase::Instantiate, e))?,
-            };
-            let answer = instance
-                .call_expand(&mut *store, &request)
-                .await
-                .map_err(|e| (Phase::Expand, e))?;
-            Ok((instance, answer))
-        })
-        .await
-        .map_err(|(phase, e)| {
-            self.discard();
-            classify(e, store, id, phase)
-        })?;
-        let report = report(store, &self.limits, runtime.fuel);
-        let (instance, answer) = answer;
-        let expansion = match answer {
-            Ok(expansion) => expansion,
-            Err(e) => {
-                self.discard();
-                return Err(refused(self, Phase::Expand, e));
-            }
-        };
+        let Answered {
+            lease,
+            instance,
+            calls,
+            answer: expansion,
+            report,
+        } = self
+            .evaluate(
+                Phase::Expand,
+                env,
+                WarmInstance::into_composition,
+                async |instance, store| {
+                    let instance = match instance {
+                        Some(instance) => instance,
+                        None => pre
+                            .instantiate_async(&mut *store)
+                            .await
+                            .map_err(|e| (Phase::Instantiate, e))?,
+                    };
+                    let answer = instance
+                        .call_expand(&mut *store, &request)
+                        .await
+                        .map_err(|e| (Phase::Expand, e))?;
+                    Ok((instance, answer))
+                },
+            )
+            .await?;
         // Counted after wasmtime copied the answer out of guest memory; see
         // SECURITY.md ("Output") for what this does and does not bound.
         let output_bytes = expansion.children.iter().map(String::len).sum::<usize>()
@@ -637,49 +579,92 @@ impl Binding {
             settings: self.settings_json.clone(),
         };
         let env = HostEnv::new(&id.name, self.reads.clone(), None, &self.limits);
-        let runtime = self.plugin.runtime();
-        let (mut lease, warm) = self.checkout(env).await;
-        let store = &mut lease.store;
-        let (instance, calls) = match warm {
-            Some((WarmInstance::Policy(instance), calls)) => (Some(instance), calls),
-            _ => (None, 0),
-        };
-        let answer = within(&self.limits, Phase::Validate, async {
-            let instance = match instance {
-                Some(instance) => instance,
-                None => pre
-                    .instantiate_async(&mut *store)
-                    .await
-                    .map_err(|e| (Phase::Instantiate, e))?,
-            };
-            let answer = instance
-                .call_validate(&mut *store, &request)
-                .await
-                .map_err(|e| (Phase::Validate, e))?;
-            Ok((instance, answer))
-        })
-        .await
-        .map_err(|(phase, e)| {
-            self.discard();
-            classify(e, store, id, phase)
-        })?;
-        let report = report(store, &self.limits, runtime.fuel);
-        let (instance, answer) = answer;
-        let verdict = match answer {
-            Ok(verdict) => {
-                self.check_in(lease, WarmInstance::Policy(instance), calls);
-                verdict
-            }
-            Err(e) => {
-                self.discard();
-                return Err(refused(self, Phase::Validate, e));
-            }
-        };
+        let Answered {
+            lease,
+            instance,
+            calls,
+            answer: verdict,
+            report,
+        } = self
+            .evaluate(
+                Phase::Validate,
+                env,
+                WarmInstance::into_policy,
+                async |instance, store| {
+                    let instance = match instance {
+                        Some(instance) => instance,
+                        None => pre
+                            .instantiate_async(&mut *store)
+                            .await
+                            .map_err(|e| (Phase::Instantiate, e))?,
+                    };
+                    let answer = instance
+                        .call_validate(&mut *store, &request)
+                        .await
+                        .map_err(|e| (Phase::Validate, e))?;
+                    Ok((instance, answer))
+                },
+            )
+            .await?;
+        self.check_in(lease, WarmInstance::Policy(instance), calls);
         Ok(Verdict {
             allowed: verdict.allowed,
             findings: verdict.findings.into_iter().map(finding).collect(),
             report,
         })
+    }
+
+    /// The evaluation core both worlds share: check out a store (and a kept
+    /// instance, with [`Reuse`]), run `call` within the binding's limits,
+    /// classify a failure, collect the report, and tell the plugin's
+    /// refusal from its answer. The caller checks the answer and then
+    /// checks the instance back in with [`Binding::check_in`]; an instance
+    /// whose evaluation failed anywhere here is discarded.
+    ///
+    /// `call` gets the kept instance, if any (else it instantiates one), and
+    /// the store; it returns the instance and the plugin's result, or the
+    /// phase that failed and wasmtime's error.
+    async fn evaluate<I, A>(
+        &self,
+        phase: Phase,
+        env: HostEnv,
+        kept: fn(WarmInstance) -> Option<I>,
+        call: impl AsyncFnOnce(
+            Option<I>,
+            &mut wasmtime::Store<State>,
+        ) -> std::result::Result<
+            (I, std::result::Result<A, wit::PluginError>),
+            (Phase, wasmtime::Error),
+        >,
+    ) -> Result<Answered<I, A>> {
+        let id = self.plugin.id();
+        let runtime = self.plugin.runtime();
+        let (mut lease, warm) = self.checkout(env).await;
+        let (instance, calls) = match warm {
+            Some((instance, calls)) => (kept(instance), calls),
+            None => (None, 0),
+        };
+        let store = &mut lease.store;
+        let (instance, answer) = within(&self.limits, phase, call(instance, &mut *store))
+            .await
+            .map_err(|(phase, e)| {
+                self.discard();
+                classify(e, store, id, phase)
+            })?;
+        let report = report(store, &self.limits, runtime.fuel);
+        match answer {
+            Ok(answer) => Ok(Answered {
+                lease,
+                instance,
+                calls,
+                answer,
+                report,
+            }),
+            Err(e) => {
+                self.discard();
+                Err(refused(self, phase, e))
+            }
+        }
     }
 
     /// Creates a fresh store and instance and drops them without calling

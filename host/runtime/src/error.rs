@@ -62,39 +62,7 @@ impl fmt::Display for Phase {
     }
 }
 
-/// How a plugin broke.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CrashKind {
-    /// It ran past its deadline.
-    Deadline,
-    /// It ran out of its fuel budget.
-    OutOfFuel,
-    /// It tried to grow past its memory cap.
-    OutOfMemory,
-    /// It overflowed its stack.
-    StackOverflow,
-    /// It trapped (a panic, `unreachable`, `abort`, a bad memory access, ...).
-    Trap,
-    /// It returned more output than the binding allows.
-    OutputTooLarge,
-    /// It returned output that is not what the contract says (bad JSON, a
-    /// child without a name, ...).
-    InvalidOutput,
-}
-
-impl fmt::Display for CrashKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            CrashKind::Deadline => "deadline exceeded",
-            CrashKind::OutOfFuel => "fuel exhausted",
-            CrashKind::OutOfMemory => "memory cap reached",
-            CrashKind::StackOverflow => "stack overflow",
-            CrashKind::Trap => "trapped",
-            CrashKind::OutputTooLarge => "output too large",
-            CrashKind::InvalidOutput => "invalid output",
-        })
-    }
-}
+pub use tessera_types::CrashKind;
 
 /// An error from the runtime.
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,8 @@
 //! - A [`Binding`] adds settings (checked against the plugin's schema),
 //!   [`Limits`], allowed reads and the secret key; each
 //!   [`Binding::expand`] / [`Binding::validate`] runs in a fresh store and
-//!   instance with a deadline and a memory cap.
+//!   instance (unless the binding opts into [`Reuse`]) with a deadline and
+//!   a memory cap.
 //! - Errors come in three classes that are never confused: the plugin
 //!   refused ([`Error::Refused`]), the plugin broke ([`Error::Crashed`]),
 //!   the host failed ([`Error::Host`]).
@@ -59,9 +60,9 @@ pub use binding::{
     ReuseStats, Review, Severity, UserInfo, Verdict,
 };
 pub use error::{CrashKind, Error, Phase, PluginId, Result};
-pub use limits::Limits;
+pub use limits::{Limits, LimitsError, LimitsSpec, parse_bytes, parse_duration};
 pub use plugin::{KindRef, Metadata, Plugin, World};
 pub use resources::{Fixtures, ReadAccess, ResourceSource};
-pub use runtime::{ArtifactSource, EPOCH_TICK, Runtime, RuntimeBuilder};
+pub use runtime::{ArtifactSource, DEFAULT_INSTANCE_SLOTS, EPOCH_TICK, Runtime, RuntimeBuilder};
 pub use secrets::{KeyTooShort, MIN_KEY_BYTES, SecretKey};
 pub use state::{LogLevel, LogLine};

@@ -61,7 +61,8 @@ pub(crate) enum PluginPre {
     Policy(bindings::policy::PolicyPre<State>),
 }
 
-/// A loaded plugin. Cheap to clone; every evaluation gets a fresh instance.
+/// A loaded plugin. Cheap to clone; each evaluation gets a fresh instance
+/// unless its binding opts into reuse ([`crate::Reuse`]).
 #[derive(Clone)]
 pub struct Plugin {
     pub(crate) inner: Arc<PluginInner>,

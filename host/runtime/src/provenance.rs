@@ -20,20 +20,10 @@ use std::io::Write as _;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-/// Annotation: which plugin made the child.
-pub const COMPOSED_BY: &str = "tessera.dev/composed-by";
-/// Annotation: the sha256 of the plugin that made the child.
-pub const PLUGIN_DIGEST: &str = "tessera.dev/plugin-digest";
-/// Annotation: the composite the child belongs to.
-pub const COMPOSITE: &str = "tessera.dev/composite";
-/// Annotation: the composite's uid.
-pub const COMPOSITE_UID: &str = "tessera.dev/composite-uid";
-/// Annotation: the composite's generation.
-pub const COMPOSITE_GENERATION: &str = "tessera.dev/composite-generation";
-/// Annotation: digest of the input the child was made from.
-pub const INPUT_DIGEST: &str = "tessera.dev/input-digest";
-/// Label: the composite's name.
-pub const COMPOSITE_NAME_LABEL: &str = "tessera.dev/composite-name";
+pub use tessera_types::provenance::{
+    COMPOSED_BY, COMPOSITE, COMPOSITE_GENERATION, COMPOSITE_NAME_LABEL, COMPOSITE_UID,
+    INPUT_DIGEST, PLUGIN_DIGEST,
+};
 
 /// Kinds that are cluster-scoped in every current Kubernetes. Offline there is
 /// no discovery; any other kind is taken to be namespaced.

@@ -44,6 +44,13 @@ pub struct RuntimeBuilder {
 /// memory cap reached). 256 MiB covers language runtimes with room to spare.
 pub const POOLED_MAX_MEMORY: usize = 256 << 20;
 
+/// Live instances the front ends pre-allocate with the pooling allocator
+/// ([`Runtime::standard_builder`], the controller's `--instance-slots`
+/// default): enough for the webhook's and the controller's concurrency on a
+/// few cores, and only address space until used (about 16 GiB per slot, see
+/// [`RuntimeBuilder::pooling`]).
+pub const DEFAULT_INSTANCE_SLOTS: u32 = 64;
+
 /// Memory a pooled slot keeps resident (and resets in place instead of
 /// returning to the kernel) between instances: a Rust plugin's working set
 /// fits, so a fresh instance touches no new pages. 2 MiB.
@@ -82,7 +89,8 @@ impl RuntimeBuilder {
     /// finishes (the wait is not bounded by the deadline, which starts with
     /// the instance). Instances kept by [`crate::Reuse`] hold slots while
     /// idle; an evaluation that finds the pool full makes the runtime drop
-    /// them first. Linear memories are capped at [`POOLED_MAX_MEMORY`].
+    /// them first. Linear memories are capped at 256 MiB
+    /// (`POOLED_MAX_MEMORY`).
     pub fn pooling(mut self, concurrency: u32) -> Self {
         self.pooling = Some(concurrency.max(1));
         self
@@ -234,9 +242,21 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
-    /// A builder with the defaults: cache in the default directory, no fuel.
+    /// A builder with the defaults: cache in the default directory, no fuel,
+    /// an instance allocated per evaluation (no pooling). For embedding and
+    /// tests; the front ends start from [`Runtime::standard_builder`].
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder::default()
+    }
+
+    /// The configuration every front end uses — the CLI, `tessera bench` and
+    /// the controller with its webhook — so that what a plugin author runs
+    /// and measures offline is what the cluster spends: the default cache and
+    /// the pooling allocator with [`DEFAULT_INSTANCE_SLOTS`] slots. Callers
+    /// change only what their users ask for (a cache directory, fuel, a slot
+    /// count).
+    pub fn standard_builder() -> RuntimeBuilder {
+        RuntimeBuilder::default().pooling(DEFAULT_INSTANCE_SLOTS)
     }
 
     /// Whether fuel is counted.
@@ -313,7 +333,7 @@ impl Runtime {
         let hex = digest.trim_start_matches("sha256:");
         let incompatible = |message: String| Error::Incompatible {
             path: source.to_path_buf(),
-            message: one_line(&message),
+            message: tessera_types::text::one_line(&message),
         };
 
         if !bytes.starts_with(b"\0asm") {
@@ -321,7 +341,7 @@ impl Runtime {
                 "it is not a WebAssembly binary (no \\0asm header)".into(),
             ));
         }
-        if wasmparser_is_core_module(bytes) {
+        if is_core_module(bytes) {
             return Err(incompatible(
                 "it is a core WebAssembly module, not a component (build it for wasm32-wasip2)"
                     .into(),
@@ -346,7 +366,7 @@ impl Runtime {
     ) -> Result<Plugin> {
         let incompatible = |message: String| Error::Incompatible {
             path: source.to_path_buf(),
-            message: one_line(&message),
+            message: tessera_types::text::one_line(&message),
         };
         let world = self.world_of(&component).map_err(incompatible)?;
         let pre = self
@@ -417,7 +437,7 @@ impl Runtime {
         }
         let component = Component::new(engine, bytes).map_err(|e| Error::Incompatible {
             path: source.to_path_buf(),
-            message: one_line(&format!("{e:#}")),
+            message: tessera_types::text::one_line(&format!("{e:#}")),
         })?;
         if let Some(cache) = &self.inner.cache {
             let stored = component
@@ -566,19 +586,10 @@ fn provisional_id(hex: &str, source: &Path) -> PluginId {
     }
 }
 
-/// A core module starts with the magic and version 1; a component uses the
-/// same magic with a different version/layer field.
-fn wasmparser_is_core_module(bytes: &[u8]) -> bool {
+/// Whether `bytes` start like a core WebAssembly module: the `\0asm` magic,
+/// then version 1 in layer 0 (`01 00 00 00`). A component has the same magic
+/// followed by its own version in layer 1 (`0d 00 01 00`). Reads the
+/// 8-byte header only; compiling checks the rest.
+fn is_core_module(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
-}
-
-/// wasmtime's messages can span lines (with source context); errors here are
-/// one line.
-fn one_line(message: &str) -> String {
-    message
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" | ")
 }

@@ -55,7 +55,8 @@ pub(crate) struct HostEnv {
 pub struct LogLine {
     /// Its level.
     pub level: LogLevel,
-    /// The message, cut to [`Limits::max_log_line`] bytes.
+    /// The message, cut to 1 KiB or to what is left of the evaluation's log
+    /// byte budget, whichever is less.
     pub message: String,
 }
 
@@ -83,8 +84,9 @@ impl std::fmt::Display for LogLevel {
     }
 }
 
-/// A fixed point in time the guest sees as "now" unless a binding grants the
-/// real clock: 2024-01-01T00:00:00Z. Fixed so that output is deterministic.
+/// The point in time the guest always sees as "now": 2024-01-01T00:00:00Z.
+/// Fixed (there is no way to give a plugin the real clock) so that output
+/// is deterministic; the monotonic clock likewise stays at 0.
 const FIXED_WALL_CLOCK: Duration = Duration::from_secs(1_704_067_200);
 
 struct FixedWallClock;
@@ -198,9 +200,10 @@ impl host::Host for State {
             env.logs_dropped += 1;
             return;
         }
-        let mut message = message;
         let room = (env.max_log_bytes - env.log_bytes).min(crate::limits::MAX_LOG_LINE);
-        truncate_utf8(&mut message, room);
+        // A copy of what is kept, so a cut line does not keep the whole
+        // allocation the plugin sent alive.
+        let message = tessera_types::text::truncate(&message, room).to_string();
         env.log_bytes += message.len();
         env.logs.push(LogLine {
             level: match level {
@@ -255,16 +258,6 @@ impl credentials::Host for State {
             // answer is deterministic and obviously unusable.
             None => String::new(),
         }
-    }
-}
-
-fn truncate_utf8(text: &mut String, max: usize) {
-    if text.len() > max {
-        let mut cut = max;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
     }
 }
 
