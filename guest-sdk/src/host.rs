@@ -10,7 +10,8 @@ use crate::wit::composition::tessera::plugin::types::ResourceRef;
 
 pub use crate::wit::composition::tessera::plugin::host::LogLevel;
 
-/// Writes a log line through the host (bounded and rate-limited there).
+/// Writes a log line through the host, which keeps a bounded number of
+/// lines and bytes per call (long lines cut) and counts the rest as dropped.
 pub fn log(level: LogLevel, message: &str) {
     wit_host::log(level, message);
 }

@@ -191,46 +191,27 @@ impl Object {
     }
 }
 
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+/// Standard base64 (the RFC 4648 alphabet). Writes padding, as Kubernetes
+/// does for Secret `data`; reads text with or without padding and with
+/// nonzero unused bits in its last character, so loosely encoded values in
+/// an observed Secret still decode.
+const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_encode_padding(true)
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
 
 /// Standard base64 with padding, as Kubernetes uses for Secret `data`.
 pub(crate) fn base64_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    base64::Engine::encode(&BASE64, bytes)
 }
 
 /// Decodes standard base64; `None` when the text is not valid base64.
+/// Any run of trailing `=` is accepted.
 pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim_end_matches('=');
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in text.bytes() {
-        let v = ALPHABET.iter().position(|&a| a == c)? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    base64::Engine::decode(&BASE64, text.trim_end_matches('=')).ok()
 }
 
 #[cfg(test)]
@@ -246,6 +227,16 @@ mod tests {
         assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
         assert_eq!(base64_encode(b"fo"), "Zm8=");
         assert_eq!(base64_decode("!!"), None);
+    }
+
+    #[test]
+    fn base64_decoding_takes_any_padding_and_loose_last_bits() {
+        for text in ["Zm8", "Zm8=", "Zm8==", "Zm8===", "Zm9="] {
+            assert_eq!(base64_decode(text).as_deref(), Some(&b"fo"[..]), "{text}");
+        }
+        for text in ["Zm8=Zm8=", "Zm 8=", "Zm8-", "Z"] {
+            assert_eq!(base64_decode(text), None, "{text}");
+        }
     }
 
     #[test]

@@ -19,8 +19,6 @@
 //! binding Secret and host. A bad spec is refused with an error that names the
 //! field.
 
-use std::fmt::Write as _;
-
 use tessera_sdk::{CompositionRequest, Error, Expansion, Fields, Metadata, Object, Result, json};
 
 /// The apiVersion of the composite this plugin expands.
@@ -465,19 +463,19 @@ fn redis_config(plan: &Plan, maxmemory_policy: &str) -> String {
     )
 }
 
-/// Percent-encodes everything but URI unreserved characters, for the
-/// password in a URI's userinfo (a derived password needs none, an observed
-/// one might).
+/// Every byte but URI unreserved characters (RFC 3986: letters, digits,
+/// `-`, `.`, `_`, `~`); non-ASCII bytes are always encoded.
+const NOT_UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes (`%XX`, upper-case hex) everything but URI unreserved
+/// characters, for the password in a URI's userinfo (a derived password
+/// needs none, an observed one might).
 fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(text, NOT_UNRESERVED).to_string()
 }
 
 /// 64-bit FNV-1a, as 16 hex digits: a stable checksum, not a secure hash.
@@ -980,6 +978,22 @@ mod tests {
             .unwrap_err();
             assert_eq!(err.field(), Some("metadata.name"), "{name}");
         }
+    }
+
+    #[test]
+    fn percent_encoding_keeps_only_unreserved_characters() {
+        let text: String = (0u8..128).map(char::from).chain(['é', '€']).collect();
+        let expected: String = text
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        assert_eq!(percent_encode(&text), expected);
     }
 
     #[test]
