@@ -505,3 +505,105 @@ fn inspect_describes_a_plugin() {
         text.stdout
     );
 }
+
+/// `--deadline`, `--memory`, `--output-limit` and `--fuel` set the limits of
+/// every evaluation, as `spec.limits` does in the cluster.
+#[test]
+fn limit_flags_bound_each_evaluation() {
+    use tessera_tests::plugins::FAULTY;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = |mode: &str| {
+        let path = dir.path().join(format!("{mode}.json"));
+        std::fs::write(&path, format!(r#"{{"mode": "{mode}"}}"#)).unwrap();
+        path.display().to_string()
+    };
+    let composite = ex("database.yaml");
+    let render = |mode: &str, flags: &[&str]| {
+        let settings = settings(mode);
+        let mut args = vec![
+            "render",
+            &composite,
+            "--plugin",
+            FAULTY,
+            "--settings",
+            &settings,
+        ];
+        args.extend_from_slice(flags);
+        tessera(&args, "")
+    };
+
+    let line = error_line(&render("loop", &["--deadline", "50ms"])).to_string();
+    assert!(line.contains("deadline exceeded"), "{line}");
+    let line = error_line(&render("loop", &["--fuel", "100000"])).to_string();
+    assert!(line.contains("fuel exhausted"), "{line}");
+    let line = error_line(&render("oom", &["--memory", "8Mi"])).to_string();
+    assert!(line.contains("memory cap reached"), "{line}");
+    let line = error_line(&render("big-output", &["--output-limit", "1Ki"])).to_string();
+    assert!(line.contains("output too large"), "{line}");
+
+    // A bad value names the flag's field and never loads the plugin.
+    let line = error_line(&render("loop", &["--memory", "lots"])).to_string();
+    assert!(
+        line.contains("limits.memory") && line.contains("\"lots\""),
+        "{line}"
+    );
+    let line = error_line(&render("loop", &["--deadline", "0s"])).to_string();
+    assert!(line.contains("limits.deadline"), "{line}");
+}
+
+/// A suite's `limits` apply to its cases, a case's override them, and the
+/// CLI's flags fill in what neither sets.
+#[test]
+fn suites_and_cases_set_limits() {
+    use tessera_tests::plugins::FAULTY;
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("limits.tessera.yaml");
+    let case = |name: &str, limits: &str, settings: &str, expect: &str| {
+        format!(
+            "  - name: {name}\n{limits}    composition:\n      plugin: {FAULTY}\n      settings: {settings}\n      compositeFile: {}\n    expect: {expect}\n",
+            ex("database.yaml")
+        )
+    };
+    let sixteen_mib = "{mode: allocate, bytes: 16777216}";
+    let text = [
+        "apiVersion: tessera.dev/v1alpha1\nkind: TestSuite\nlimits: {memory: 8Mi}\ncases:\n"
+            .to_string(),
+        case(
+            "the suite's memory cap applies",
+            "",
+            sixteen_mib,
+            "{error: {class: crashed, kind: out-of-memory}}",
+        ),
+        case(
+            "the case's memory cap wins",
+            "    limits: {memory: 64Mi}\n",
+            sixteen_mib,
+            "{findings: [{severity: info, messageContains: touched}]}",
+        ),
+        case(
+            "the CLI's fuel applies where nothing else sets it",
+            "",
+            "{mode: loop}",
+            "{error: {class: crashed, kind: out-of-fuel}}",
+        ),
+    ]
+    .concat();
+    std::fs::write(&suite, text).unwrap();
+    let out = tessera(
+        &["test", &suite.display().to_string(), "--fuel", "200000000"],
+        "",
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("3 passed, 0 failed"), "{}", out.stdout);
+
+    std::fs::write(
+        &suite,
+        "apiVersion: tessera.dev/v1alpha1\nkind: TestSuite\ncases:\n  - name: bad\n    limits: {memory: lots}\n    policy: {plugin: x.wasm}\n",
+    )
+    .unwrap();
+    let line = error_line(&tessera(&["test", &suite.display().to_string()], "")).to_string();
+    assert!(
+        line.contains("case 0") && line.contains("limits.memory"),
+        "{line}"
+    );
+}

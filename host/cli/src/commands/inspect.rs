@@ -1,24 +1,52 @@
 //! `tessera inspect WASM`: what a plugin is, without running its logic
 //! (only its `metadata` export is called).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use clap::Args;
 use serde_json::{Value, json};
 use tessera_runtime::Runtime;
 
+use crate::commands::Format;
+use crate::failure::{Failure, Outcome};
+use crate::{EXIT_OK, GlobalArgs, Stdio, build_runtime, progress};
+
+#[derive(Debug, Args)]
+pub(crate) struct InspectArgs {
+    /// The plugin (`.wasm` component).
+    #[arg(value_name = "WASM")]
+    wasm: PathBuf,
+    /// Output format [default: text].
+    #[arg(short, long, value_enum)]
+    output: Option<Format>,
+}
+
+/// Runs `tessera inspect`.
+pub(crate) async fn execute(global: &GlobalArgs, args: InspectArgs, io: &mut Stdio<'_>) -> Outcome {
+    let runtime = build_runtime(global, false)?;
+    inspect(
+        &runtime,
+        &args.wasm,
+        args.output.map(|f| f == Format::Json),
+        io,
+    )
+    .await
+    .map_err(Failure)
+}
+
 /// Loads the plugin and writes its description as text, or as JSON when
 /// `json` is true. Errors are one line.
-pub async fn inspect(
+async fn inspect(
     runtime: &Runtime,
     path: &Path,
     json: Option<bool>,
-    io: &mut crate::Stdio<'_>,
+    io: &mut Stdio<'_>,
 ) -> Result<i32, String> {
     let bytes =
         std::fs::read(path).map_err(|e| format!("{}: cannot read plugin: {e}", path.display()))?;
     // Asked before loading: loading fills the cache.
     let cached = runtime.is_cached(&bytes);
-    let spinner = crate::progress::Spinner::start(format!("loading {}", path.display()));
+    let spinner = progress::Spinner::start(format!("loading {}", path.display()));
     let loaded = runtime.load(&bytes, path).await;
     drop(spinner);
     let plugin = loaded.map_err(|e| e.to_string())?;
@@ -38,7 +66,7 @@ pub async fn inspect(
         "cached": cached,
         "cacheDir": runtime.cache_dir().map(|d| d.display().to_string()),
     });
-    let write = |io: &mut crate::Stdio<'_>, text: String| {
+    let write = |io: &mut Stdio<'_>, text: String| {
         io.stdout
             .write_all(text.as_bytes())
             .map_err(|e| e.to_string())
@@ -47,7 +75,7 @@ pub async fn inspect(
         let mut text = serde_json::to_string_pretty(&description).expect("JSON values serialize");
         text.push('\n');
         write(io, text)?;
-        return Ok(crate::EXIT_OK);
+        return Ok(EXIT_OK);
     }
     let kinds = meta
         .kinds
@@ -100,5 +128,5 @@ pub async fn inspect(
         None => text.push_str("settings schema: (none: the plugin takes no settings)\n"),
     }
     write(io, text)?;
-    Ok(crate::EXIT_OK)
+    Ok(EXIT_OK)
 }

@@ -1,5 +1,6 @@
-//! `tessera new composition|policy NAME`: a plugin crate that builds for
-//! `wasm32-wasip2` and whose sample suite passes, as generated.
+//! The crate `tessera new composition|policy NAME` writes: a plugin crate
+//! that builds for `wasm32-wasip2` and whose sample suite passes, as
+//! generated.
 
 use std::path::{Path, PathBuf};
 

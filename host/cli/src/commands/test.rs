@@ -1,0 +1,137 @@
+//! `tessera test [PATH...]`: find the suites, run their cases, print one line
+//! per case and a summary, and optionally write a JUnit report.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, ValueEnum};
+
+use crate::commands::LimitsArgs;
+use crate::failure::{Failure, Outcome};
+use crate::suite;
+use crate::{EXIT_DENIED, EXIT_OK, GlobalArgs, Stdio, build_runtime};
+
+#[derive(Debug, Args)]
+pub(crate) struct TestArgs {
+    /// Suite files, or directories searched for `*.tessera.yaml`
+    /// [default: .].
+    #[arg(value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Run only cases whose name contains this text.
+    #[arg(long, value_name = "TEXT")]
+    filter: Option<String>,
+    /// Rewrite golden files with the actual output (also: TESSERA_BLESS=1).
+    #[arg(long)]
+    update: bool,
+    /// Also write a report: `--output junit FILE`.
+    #[arg(long, num_args = 2, value_names = ["FORMAT", "FILE"])]
+    output: Option<Vec<String>>,
+    /// Find workspace plugins as `<DIR>/<crate_name>.wasm` instead of
+    /// building them with cargo.
+    #[arg(long, value_name = "DIR")]
+    plugin_dir: Option<PathBuf>,
+    /// Colour diffs.
+    #[arg(long, value_enum, default_value = "auto")]
+    color: ColorArg,
+    #[command(flatten)]
+    limits: LimitsArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ColorArg {
+    Auto,
+    Always,
+    Never,
+}
+
+/// Runs `tessera test`.
+pub(crate) async fn execute(global: &GlobalArgs, args: TestArgs, io: &mut Stdio<'_>) -> Outcome {
+    use suite::Outcome as CaseOutcome;
+    let junit_file = match args.output.as_deref() {
+        None => None,
+        Some([format, file]) if format == "junit" => Some(PathBuf::from(file)),
+        Some([format, _]) => {
+            return Err(Failure(format!(
+                "--output: unknown report format {format:?} (supported: junit)"
+            )));
+        }
+        Some(_) => {
+            return Err(Failure(
+                "--output takes one format and one file, once (e.g. --output junit report.xml)"
+                    .into(),
+            ));
+        }
+    };
+    let paths = if args.paths.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        args.paths
+    };
+    let files = suite::discover(&paths)?;
+    if files.is_empty() {
+        return Err(Failure(format!(
+            "no test suites (*.tessera.yaml) under {}",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let mut cases = Vec::new();
+    for file in &files {
+        cases.extend(suite::load_suite(file, &args.limits.spec())?);
+    }
+    let color = match args.color {
+        ColorArg::Always => true,
+        ColorArg::Never => false,
+        ColorArg::Auto => std::io::IsTerminal::is_terminal(&std::io::stdout()),
+    };
+    let options = suite::RunOptions {
+        filter: args.filter,
+        update: args.update || std::env::var_os("TESSERA_BLESS").is_some_and(|v| v == "1"),
+        color,
+        plugin_dir: args.plugin_dir,
+    };
+    // Fuel is counted when any case has a budget (it changes the compiled
+    // code, so it is on for the whole run or not at all).
+    let fuel = cases.iter().any(|case| case.limits.get_fuel().is_some());
+    let plugins = Arc::new(suite::PluginCache::new(
+        build_runtime(global, fuel)?,
+        options,
+    ));
+    let results = suite::run_cases(cases, plugins).await;
+
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    for (case, outcome) in &results {
+        let label = format!("{} :: {}", case.suite.display(), case.name);
+        match outcome {
+            CaseOutcome::Passed => {
+                passed += 1;
+                writeln!(io.stdout, "ok     {label}")?;
+            }
+            CaseOutcome::Skipped => skipped += 1,
+            CaseOutcome::Failed(why) => {
+                failed += 1;
+                let tag = if color { "\x1b[31mFAIL\x1b[0m" } else { "FAIL" };
+                writeln!(io.stdout, "{tag}   {label}")?;
+                for line in why.lines() {
+                    writeln!(io.stdout, "       {line}")?;
+                }
+            }
+        }
+    }
+    writeln!(
+        io.stdout,
+        "{passed} passed, {failed} failed, {skipped} skipped"
+    )?;
+    if let Some(file) = junit_file {
+        std::fs::write(&file, suite::junit(&results)).map_err(|e| {
+            Failure(format!(
+                "{}: cannot write the JUnit report: {e}",
+                file.display()
+            ))
+        })?;
+    }
+    Ok(if failed > 0 { EXIT_DENIED } else { EXIT_OK })
+}
