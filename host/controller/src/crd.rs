@@ -3,14 +3,14 @@
 //! cluster-scoped). `deploy/crds.yaml` is generated from these types
 //! (`tessera-controller crds`) and a test checks that it matches.
 
-use std::time::Duration;
+use std::marker::PhantomData;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::CustomResource;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tessera_runtime::Limits;
+use tessera_runtime::{Limits, LimitsError, LimitsSpec};
 
 /// Which composite resources a composition expands, and with which plugin.
 ///
@@ -85,26 +85,22 @@ pub struct PluginSource {
     pub sha256: Option<String>,
 }
 
-/// Limits of one evaluation. Durations are written like `500ms` or `2s`,
-/// sizes as Kubernetes quantities (`64Mi`).
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PluginLimits {
-    /// Wall-clock deadline of one call (default `1s`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deadline: Option<String>,
-    /// Memory cap of one instance (default `64Mi`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<String>,
-    /// Cap on the answer's size (default `4Mi`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<String>,
-}
+/// Limits of one evaluation: the runtime's [`LimitsSpec`], the same type the
+/// CLI's flags and test suites use (durations like `500ms`, sizes as
+/// Kubernetes quantities like `64Mi`). See [`binding_limits`] for what the
+/// cluster refuses.
+pub type PluginLimits = LimitsSpec;
 
 /// What the controller reports about a composition.
+pub type CompositionStatus = PluginStatus<OfComposition>;
+
+/// What the controller reports about a `Composition` or a `Policy`: one type
+/// for both; `O` ([`OfComposition`] or [`OfPolicy`]) only chooses the
+/// description in the object's CRD schema.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct CompositionStatus {
+#[schemars(transform = describe_status::<O>)]
+pub struct PluginStatus<O: StatusOwner> {
     /// `Ready`: the plugin is loaded and its settings accepted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -114,6 +110,34 @@ pub struct CompositionStatus {
     /// `sha256:<hex>` of the loaded plugin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugin_digest: Option<String>,
+    #[serde(skip)]
+    owner: PhantomData<O>,
+}
+
+/// The kind of object a [`PluginStatus`] belongs to.
+pub trait StatusOwner {
+    /// The description of the status in the CRD schema.
+    const DESCRIPTION: &'static str;
+}
+
+/// Marks the status of a [`Composition`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OfComposition;
+
+impl StatusOwner for OfComposition {
+    const DESCRIPTION: &'static str = "What the controller reports about a composition.";
+}
+
+/// Marks the status of a [`Policy`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OfPolicy;
+
+impl StatusOwner for OfPolicy {
+    const DESCRIPTION: &'static str = "What the controller reports about a policy.";
+}
+
+fn describe_status<O: StatusOwner>(schema: &mut Schema) {
+    schema.insert("description".into(), O::DESCRIPTION.into());
 }
 
 /// A policy plugin, what it judges, and what happens when it denies or
@@ -217,19 +241,7 @@ pub enum FailurePolicy {
 }
 
 /// What the controller reports about a policy.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PolicyStatus {
-    /// `Ready`: the plugin is loaded and its settings accepted.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub conditions: Vec<Condition>,
-    /// The generation these conditions describe.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// `sha256:<hex>` of the loaded plugin.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub plugin_digest: Option<String>,
-}
+pub type PolicyStatus = PluginStatus<OfPolicy>;
 
 /// Settings: any JSON object; `settings:` left empty in YAML (null) reads as
 /// no settings.
@@ -241,77 +253,18 @@ fn any_object(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
-impl PluginLimits {
-    /// The runtime limits: the defaults with what this sets.
-    pub fn to_limits(&self) -> Result<Limits, String> {
-        let mut limits = Limits::default();
-        if let Some(deadline) = &self.deadline {
-            limits = limits
-                .deadline(parse_duration(deadline).map_err(|e| format!("limits.deadline: {e}"))?);
-        }
-        if let Some(memory) = &self.memory {
-            limits = limits
-                .memory_bytes(parse_bytes(memory).map_err(|e| format!("limits.memory: {e}"))?);
-        }
-        if let Some(output) = &self.output {
-            limits = limits
-                .max_output_bytes(parse_bytes(output).map_err(|e| format!("limits.output: {e}"))?);
-        }
-        Ok(limits)
+/// The limits of a binding in the cluster: the defaults with what `spec`
+/// sets. A fuel budget is refused: the controller's runtime does not count
+/// fuel (it would slow every evaluation), and a budget that is silently not
+/// enforced would be worse than none.
+pub fn binding_limits(spec: &LimitsSpec) -> Result<Limits, LimitsError> {
+    if spec.fuel.is_some() {
+        return Err(LimitsError {
+            field: "fuel",
+            message: "the controller does not count fuel; fuel budgets are for offline runs (tessera test --fuel)".into(),
+        });
     }
-}
-
-/// Parses `250ms`, `2s`, `1m`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = split_unit(text);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("expected a duration like 500ms or 2s, got {text:?}"))?;
-    let duration = match unit {
-        "ms" => Duration::from_millis(value),
-        "s" => Duration::from_secs(value),
-        "m" => Duration::from_secs(value.saturating_mul(60)),
-        _ => {
-            return Err(format!(
-                "expected a duration like 500ms or 2s, got {text:?}"
-            ));
-        }
-    };
-    if duration.is_zero() {
-        return Err(format!("must be more than zero, got {text:?}"));
-    }
-    Ok(duration)
-}
-
-/// Parses a byte quantity: `64Mi`, `1Gi`, `512Ki`, `1M`, `4096`.
-pub fn parse_bytes(text: &str) -> Result<usize, String> {
-    let (number, unit) = split_unit(text);
-    let value: usize = number
-        .parse()
-        .map_err(|_| format!("expected a quantity like 64Mi, got {text:?}"))?;
-    let scale: usize = match unit {
-        "" => 1,
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        "k" => 1000,
-        "M" => 1_000_000,
-        "G" => 1_000_000_000,
-        _ => return Err(format!("expected a quantity like 64Mi, got {text:?}")),
-    };
-    match value.checked_mul(scale) {
-        Some(0) => Err(format!("must be more than zero, got {text:?}")),
-        Some(bytes) => Ok(bytes),
-        None => Err(format!("too large: {text:?}")),
-    }
-}
-
-fn split_unit(text: &str) -> (&str, &str) {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    text.split_at(split)
+    spec.to_limits()
 }
 
 /// The YAML stream of both CRDs, as committed in `deploy/crds.yaml`.
@@ -332,15 +285,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_and_sizes() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert!(parse_duration("2h").unwrap_err().contains("\"2h\""));
-        assert!(parse_duration("0s").is_err());
-        assert_eq!(parse_bytes("64Mi"), Ok(64 << 20));
-        assert_eq!(parse_bytes("4096"), Ok(4096));
-        assert!(parse_bytes("1Ti").is_err());
-        assert!(parse_bytes("99999999999999999999Gi").is_err());
+    fn fuel_is_refused_in_the_cluster() {
+        let limits = PluginLimits {
+            fuel: Some(1000),
+            ..PluginLimits::default()
+        };
+        assert!(
+            binding_limits(&limits)
+                .unwrap_err()
+                .to_string()
+                .starts_with("limits.fuel:")
+        );
     }
 
     #[test]
@@ -350,9 +305,9 @@ mod tests {
             ..PluginLimits::default()
         };
         assert!(
-            limits
-                .to_limits()
+            binding_limits(&limits)
                 .unwrap_err()
+                .to_string()
                 .starts_with("limits.memory:")
         );
     }

@@ -7,27 +7,10 @@
 //! count. A field the plugin stops setting is caught by the provenance
 //! annotations, which change with the plugin and its input.
 
-use serde_json::Value;
-
-/// True when every field of `desired` is in `observed` with the same value:
-/// objects compare key by key (extra keys in `observed` are fine), lists
-/// element by element with the same length, numbers by value.
-pub fn is_subset(desired: &Value, observed: &Value) -> bool {
-    match (desired, observed) {
-        (Value::Object(d), Value::Object(o)) => d
-            .iter()
-            .all(|(key, value)| o.get(key).is_some_and(|other| is_subset(value, other))),
-        (Value::Array(d), Value::Array(o)) => {
-            d.len() == o.len() && d.iter().zip(o).all(|(a, b)| is_subset(a, b))
-        }
-        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
-        // An empty object or list the server drops, e.g. `emptyDir: {}` kept
-        // as is but `labels: {}` removed.
-        (Value::Object(d), Value::Null) => d.is_empty(),
-        (Value::Array(d), Value::Null) => d.is_empty(),
-        (a, b) => a == b,
-    }
-}
+/// True when every field of `desired` is in `observed` with the same value
+/// (the one partial match, shared with `tessera test`; see
+/// [`tessera_types::json::is_subset`]).
+pub use tessera_types::json::is_subset;
 
 #[cfg(test)]
 mod tests {

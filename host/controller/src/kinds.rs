@@ -17,6 +17,23 @@ pub struct Kind {
     pub namespaced: bool,
 }
 
+/// Why a kind could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum KindError {
+    /// Discovery did not find the kind: it is not installed, or the API
+    /// server could not be asked.
+    #[error("the API server does not serve {api_version} {kind}: {source}")]
+    NotServed {
+        /// The apiVersion asked for.
+        api_version: String,
+        /// The kind asked for.
+        kind: String,
+        /// What discovery said.
+        #[source]
+        source: kube::Error,
+    },
+}
+
 /// Cached discovery.
 #[derive(Debug, Default)]
 pub struct Kinds {
@@ -31,7 +48,7 @@ impl Kinds {
         client: &Client,
         api_version: &str,
         kind: &str,
-    ) -> Result<Kind, String> {
+    ) -> Result<Kind, KindError> {
         let key = (api_version.to_string(), kind.to_string());
         if let Some(found) = self.cache.lock().expect("kinds lock").get(&key) {
             return Ok(found.clone());
@@ -41,9 +58,14 @@ impl Kinds {
             None => ("", api_version),
         };
         let gvk = GroupVersionKind::gvk(group, version, kind);
-        let (resource, capabilities) = pinned_kind(client, &gvk)
-            .await
-            .map_err(|e| format!("the API server does not serve {api_version} {kind}: {e}"))?;
+        let (resource, capabilities) =
+            pinned_kind(client, &gvk)
+                .await
+                .map_err(|source| KindError::NotServed {
+                    api_version: api_version.to_string(),
+                    kind: kind.to_string(),
+                    source,
+                })?;
         let found = Kind {
             resource,
             namespaced: capabilities.scope == Scope::Namespaced,

@@ -14,15 +14,16 @@
 
 #![deny(missing_docs)]
 
-pub mod compose;
+mod compose;
+mod conditions;
 pub mod crd;
 mod diff;
-pub mod kinds;
+mod kinds;
 pub mod leader;
-pub mod manager;
-pub mod plugins;
-pub mod policies;
-pub mod webhook;
+mod manager;
+mod plugins;
+mod policies;
+mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -7,10 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use tessera_controller::crd::parse_duration;
 use tessera_controller::leader::LeaseConfig;
 use tessera_controller::{Options, WebhookOptions};
-use tessera_runtime::{Runtime, SecretKey};
+use tessera_runtime::{DEFAULT_INSTANCE_SLOTS, Runtime, SecretKey, parse_duration};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -81,7 +80,7 @@ struct RunArgs {
     /// cores). Each slot reserves about 16 GiB of address space, not of
     /// memory; an evaluation past the slots waits for one. 0: allocate per
     /// instance instead.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = DEFAULT_INSTANCE_SLOTS)]
     instance_slots: u32,
     /// Only Compositions and Policies matching this label selector.
     #[arg(long)]
@@ -155,12 +154,15 @@ async fn run(args: Box<RunArgs>) -> Result<(), Failure> {
             args.secret_key_file.display()
         ))
     })?;
-    let mut builder = Runtime::builder();
+    // The same configuration as the CLI and `tessera bench`
+    // (`Runtime::standard_builder`), with the slots asked for.
+    let mut builder = if args.instance_slots > 0 {
+        Runtime::standard_builder().pooling(args.instance_slots)
+    } else {
+        Runtime::builder()
+    };
     if let Some(dir) = &args.cache_dir {
         builder = builder.cache_dir(dir);
-    }
-    if args.instance_slots > 0 {
-        builder = builder.pooling(args.instance_slots);
     }
     let runtime = builder.build().map_err(|e| Failure::Runtime(e.into()))?;
     let mut options = Options::new(runtime, Arc::new(key));

@@ -18,9 +18,44 @@ use tessera_runtime::{Binding, SecretKey, World};
 use tokio_util::sync::CancellationToken;
 
 use crate::compose::{Compiled, KindController, Shared};
+use crate::conditions::{self, Condition, Status};
 use crate::crd::{Composition, Policy};
-use crate::plugins::PluginLoader;
+use crate::kinds::KindError;
+use crate::plugins::{BindError, PluginLoader};
 use crate::policies::LoadedPolicy;
+
+/// Why a `Composition` or a `Policy` is not ready: its `Ready` condition is
+/// False with [`reason`](NotReady::reason) and this message.
+#[derive(Debug, thiserror::Error)]
+pub enum NotReady {
+    /// An older composition composes the same kind.
+    #[error("composition {owner} already composes {api_version} {kind}")]
+    Conflict {
+        /// The composition that composes it.
+        owner: String,
+        /// The composite kind's apiVersion.
+        api_version: String,
+        /// The composite kind.
+        kind: String,
+    },
+    /// The plugin could not be loaded or bound to the settings.
+    #[error("{0}")]
+    PluginUnavailable(#[source] Arc<BindError>),
+    /// The composite kind is not served.
+    #[error("{0}")]
+    CompositeKindUnknown(#[from] KindError),
+}
+
+impl NotReady {
+    /// The `Ready` condition's reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            NotReady::Conflict { .. } => "Conflict",
+            NotReady::PluginUnavailable(_) => "PluginUnavailable",
+            NotReady::CompositeKindUnknown(_) => "CompositeKindUnknown",
+        }
+    }
+}
 
 /// Watches `Policy` objects and reloads the store on every change and every
 /// `resync` (for plugins read from files that may have been replaced).
@@ -69,7 +104,7 @@ pub async fn run_policies(
                 .binding
                 .as_ref()
                 .map(|b| b.plugin().digest().to_string())
-                .map_err(|e| ("PluginUnavailable", e.clone()));
+                .map_err(|e| NotReady::PluginUnavailable(e.clone()));
             let status = loaded_status(
                 outcome,
                 object.metadata.generation,
@@ -123,34 +158,32 @@ impl<F: std::future::Future> ReadyNow for F {
 /// generation and the plugin digest. The transition time is kept while the
 /// condition's status does not change.
 fn loaded_status(
-    outcome: Result<String, (&str, String)>,
+    outcome: Result<String, NotReady>,
     generation: Option<i64>,
     old: Option<&Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>>,
 ) -> Value {
-    let (status, reason, message, digest) = match outcome {
+    let (ready, digest) = match outcome {
         Ok(digest) => (
-            "True",
-            "PluginLoaded",
-            format!("plugin {digest} loaded"),
+            Condition::new(
+                "Ready",
+                Status::True,
+                "PluginLoaded",
+                format!("plugin {digest} loaded"),
+            ),
             Some(digest),
         ),
-        Err((reason, message)) => ("False", reason, message, None),
+        Err(error) => (
+            Condition::new("Ready", Status::False, error.reason(), error.to_string()),
+            None,
+        ),
     };
-    let transition = old
-        .and_then(|conditions| {
-            conditions
-                .iter()
-                .find(|c| c.type_ == "Ready" && c.status == status)
-        })
-        .map(|c| c.last_transition_time.0)
-        .unwrap_or_else(k8s_openapi::jiff::Timestamp::now)
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
+    let old: Vec<Value> = old
+        .into_iter()
+        .flatten()
+        .map(|c| serde_json::to_value(c).unwrap_or_default())
+        .collect();
     json!({
-        "conditions": [{
-            "type": "Ready", "status": status, "reason": reason, "message": message,
-            "lastTransitionTime": transition, "observedGeneration": generation,
-        }],
+        "conditions": conditions::merge(vec![ready], &old, generation),
         "observedGeneration": generation,
         "pluginDigest": digest,
     })
@@ -169,6 +202,7 @@ fn same_status(current: &Value, new: &Value) -> bool {
 #[derive(Debug, Clone, PartialEq)]
 struct Fingerprint {
     generation: Option<i64>,
+    /// The plugin's digest, or the message of why it is not available.
     plugin: Result<String, String>,
     policies: Vec<(String, Option<i64>, Option<String>)>,
 }
@@ -240,10 +274,11 @@ pub async fn run_compositions(
                 if let Some(old) = running.remove(&name) {
                     old.controller.stop().await;
                 }
-                Err((
-                    "Conflict",
-                    format!("composition {owner} already composes {} {}", key.0, key.1),
-                ))
+                Err(NotReady::Conflict {
+                    owner: owner.clone(),
+                    api_version: key.0.clone(),
+                    kind: key.1.clone(),
+                })
             } else {
                 claimed.insert(key.clone(), name.clone());
                 sync_one(
@@ -280,7 +315,7 @@ pub async fn run_compositions(
 }
 
 /// Starts, updates or leaves alone the controller of one composition.
-/// Returns the plugin digest, or the reason and message of a failure.
+/// Returns the plugin digest, or why the composition is not ready.
 async fn sync_one(
     shared: &Arc<Shared>,
     loader: &PluginLoader,
@@ -288,14 +323,16 @@ async fn sync_one(
     concurrency: u16,
     composition: &Composition,
     running: &mut BTreeMap<String, Running>,
-) -> Result<String, (&'static str, String)> {
+) -> Result<String, NotReady> {
     let name = composition.name_any();
     let spec = &composition.spec;
     let composite = (
         spec.composite.api_version.clone(),
         spec.composite.kind.clone(),
     );
-    let binding = bind(loader, secret_key, composition).await;
+    let binding = bind(loader, secret_key, composition)
+        .await
+        .map_err(Arc::new);
     let policies: Vec<(String, Option<i64>, Option<String>)> = spec
         .policies
         .iter()
@@ -313,13 +350,13 @@ async fn sync_one(
         plugin: binding
             .as_ref()
             .map(|b| b.plugin().digest().to_string())
-            .map_err(Clone::clone),
+            .map_err(|e| e.to_string()),
         policies,
     };
     let result = binding
         .as_ref()
         .map(|b| b.plugin().digest().to_string())
-        .map_err(|e| ("PluginUnavailable", e.clone()));
+        .map_err(|e| NotReady::PluginUnavailable(e.clone()));
     let compiled = Compiled {
         composition: name.clone(),
         binding,
@@ -340,8 +377,7 @@ async fn sync_one(
             let kind = shared
                 .kinds
                 .resolve(&shared.client, &composite.0, &composite.1)
-                .await
-                .map_err(|e| ("CompositeKindUnknown", e))?;
+                .await?;
             tracing::info!(
                 composition = name,
                 kind = composite.1,
@@ -365,22 +401,22 @@ async fn bind(
     loader: &PluginLoader,
     secret_key: &Arc<SecretKey>,
     composition: &Composition,
-) -> Result<Binding, String> {
+) -> Result<Binding, BindError> {
     let spec = &composition.spec;
     let plugin = loader.load(&spec.plugin).await?;
     if plugin.world() != World::Composition {
-        return Err(format!(
-            "plugin {} is a {} plugin; a Composition needs a composition plugin",
-            plugin.id(),
-            plugin.world()
-        ));
+        return Err(BindError::WrongWorld {
+            plugin: plugin.id().clone(),
+            world: plugin.world(),
+            expected: World::Composition,
+        });
     }
     let limits = match &spec.limits {
-        Some(limits) => limits.to_limits()?,
+        Some(limits) => crate::crd::binding_limits(limits)?,
         None => tessera_runtime::Limits::default(),
     };
     let settings = spec.settings.clone().unwrap_or(Value::Null);
-    let binding = Binding::new(plugin, settings).map_err(|e| format!("settings: {e}"))?;
+    let binding = Binding::new(plugin, settings).map_err(BindError::Settings)?;
     Ok(binding
         .with_limits(limits)
         .with_secret_key(secret_key.clone()))
@@ -389,7 +425,7 @@ async fn bind(
 async fn write_composition_status(
     api: &Api<Composition>,
     composition: &Composition,
-    outcome: Result<String, (&'static str, String)>,
+    outcome: Result<String, NotReady>,
 ) {
     let new = loaded_status(
         outcome,

@@ -6,12 +6,130 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
-use tessera_runtime::{Plugin, Runtime};
+use tessera_runtime::{Plugin, PluginId, Runtime, World};
 
 use crate::crd::PluginSource;
 
 /// The largest plugin the controller downloads or reads.
 pub const MAX_PLUGIN_BYTES: usize = 64 << 20;
+
+/// Why the plugin a [`PluginSource`] names could not be loaded. Each message
+/// is one line naming the field (`plugin.path`, `plugin.url`,
+/// `plugin.sha256`).
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// `plugin.sha256` is not 64 hex digits.
+    #[error(
+        "plugin.sha256: expected 64 hex digits (optionally prefixed with sha256:), got {text:?}"
+    )]
+    Sha256Format {
+        /// What `plugin.sha256` holds.
+        text: String,
+    },
+    /// `plugin.url` without `plugin.sha256`.
+    #[error("plugin.sha256 is required with plugin.url")]
+    Sha256Required,
+    /// Neither `plugin.path` nor `plugin.url`.
+    #[error("plugin: set one of path or url")]
+    NoSource,
+    /// Both `plugin.path` and `plugin.url`.
+    #[error("plugin: set path or url, not both")]
+    TwoSources,
+    /// The bytes do not have the expected digest.
+    #[error("plugin.sha256: expected {expected}, but {origin} has sha256 {digest}")]
+    DigestMismatch {
+        /// The lowercase hex digest `plugin.sha256` names.
+        expected: String,
+        /// The path or URL the bytes came from.
+        origin: String,
+        /// The lowercase hex digest of the bytes.
+        digest: String,
+    },
+    /// `plugin.path` could not be read.
+    #[error("plugin.path: {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// What the file system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file at `plugin.path` is larger than [`MAX_PLUGIN_BYTES`].
+    #[error("plugin.path: {path} is larger than {} MiB", MAX_PLUGIN_BYTES >> 20)]
+    FileTooLarge {
+        /// The file.
+        path: String,
+    },
+    /// `plugin.url` is neither http nor https.
+    #[error("plugin.url: only http and https URLs are supported, got {url:?}")]
+    UnsupportedUrl {
+        /// The URL.
+        url: String,
+    },
+    /// Downloading `plugin.url` failed.
+    #[error("plugin.url: fetching {url}: {source}")]
+    Fetch {
+        /// The URL.
+        url: String,
+        /// What the HTTP client said.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server answered `plugin.url` with an error status.
+    #[error("plugin.url: fetching {url}: HTTP {status}")]
+    HttpStatus {
+        /// The URL.
+        url: String,
+        /// The status it answered with.
+        status: reqwest::StatusCode,
+    },
+    /// The download is larger than [`MAX_PLUGIN_BYTES`].
+    #[error("plugin.url: {url} is larger than {} MiB", MAX_PLUGIN_BYTES >> 20)]
+    DownloadTooLarge {
+        /// The URL.
+        url: String,
+    },
+    /// The runtime refused the bytes (not a component, not a Tessera plugin,
+    /// an incompatible artifact).
+    #[error("{0}")]
+    Compile(#[from] tessera_runtime::Error),
+}
+
+/// Why a `Composition`'s or `Policy`'s plugin could not be bound to its
+/// settings and limits.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// The plugin could not be loaded.
+    #[error("{0}")]
+    Load(#[from] PluginError),
+    /// The plugin implements the other world.
+    #[error(
+        "plugin {plugin} is a {world} plugin; a {} needs a {expected} plugin",
+        owner_kind(*expected)
+    )]
+    WrongWorld {
+        /// The plugin.
+        plugin: PluginId,
+        /// The world it implements.
+        world: World,
+        /// The world the object needs.
+        expected: World,
+    },
+    /// `limits` did not parse; the message names the field.
+    #[error(transparent)]
+    Limits(#[from] tessera_runtime::LimitsError),
+    /// The plugin refused the settings.
+    #[error("settings: {0}")]
+    Settings(#[source] tessera_runtime::Error),
+}
+
+/// The kind of object that needs a plugin of `world`.
+fn owner_kind(world: World) -> &'static str {
+    match world {
+        World::Composition => "Composition",
+        World::Policy => "Policy",
+    }
+}
 
 /// Reads, checks and compiles plugins; compiled plugins are kept by digest,
 /// so a composition that did not change costs a read and a hash.
@@ -35,9 +153,8 @@ impl PluginLoader {
         }
     }
 
-    /// Loads the plugin `source` names. Errors are one line, naming the
-    /// field (`plugin.path`, `plugin.url`, `plugin.sha256`).
-    pub async fn load(&self, source: &PluginSource) -> Result<Plugin, String> {
+    /// Loads the plugin `source` names.
+    pub async fn load(&self, source: &PluginSource) -> Result<Plugin, PluginError> {
         let expected = match &source.sha256 {
             Some(text) => Some(parse_sha256(text)?),
             None => None,
@@ -46,29 +163,27 @@ impl PluginLoader {
             (Some(path), None) => (read_file(path).await?, path.clone()),
             (None, Some(url)) => {
                 if expected.is_none() {
-                    return Err("plugin.sha256 is required with plugin.url".into());
+                    return Err(PluginError::Sha256Required);
                 }
                 (self.download(url).await?, url.clone())
             }
-            (None, None) => return Err("plugin: set one of path or url".into()),
-            (Some(_), Some(_)) => return Err("plugin: set path or url, not both".into()),
+            (None, None) => return Err(PluginError::NoSource),
+            (Some(_), Some(_)) => return Err(PluginError::TwoSources),
         };
         let digest = hex::encode(Sha256::digest(&bytes));
         if let Some(expected) = expected
             && expected != digest
         {
-            return Err(format!(
-                "plugin.sha256: expected {expected}, but {origin} has sha256 {digest}"
-            ));
+            return Err(PluginError::DigestMismatch {
+                expected,
+                origin,
+                digest,
+            });
         }
         if let Some(plugin) = self.loaded.lock().expect("loader lock").get(&digest) {
             return Ok(plugin.clone());
         }
-        let plugin = self
-            .runtime
-            .load(&bytes, Path::new(&origin))
-            .await
-            .map_err(|e| e.to_string())?;
+        let plugin = self.runtime.load(&bytes, Path::new(&origin)).await?;
         self.loaded
             .lock()
             .expect("loader lock")
@@ -76,35 +191,25 @@ impl PluginLoader {
         Ok(plugin)
     }
 
-    async fn download(&self, url: &str) -> Result<Vec<u8>, String> {
+    async fn download(&self, url: &str) -> Result<Vec<u8>, PluginError> {
         if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(format!(
-                "plugin.url: only http and https URLs are supported, got {url:?}"
-            ));
+            return Err(PluginError::UnsupportedUrl { url: url.into() });
         }
-        let mut response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| format!("plugin.url: fetching {url}: {e}"))?;
+        let fetch = |source| PluginError::Fetch {
+            url: url.into(),
+            source,
+        };
+        let mut response = self.http.get(url).send().await.map_err(fetch)?;
         if !response.status().is_success() {
-            return Err(format!(
-                "plugin.url: fetching {url}: HTTP {}",
-                response.status()
-            ));
+            return Err(PluginError::HttpStatus {
+                url: url.into(),
+                status: response.status(),
+            });
         }
         let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| format!("plugin.url: fetching {url}: {e}"))?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(fetch)? {
             if bytes.len() + chunk.len() > MAX_PLUGIN_BYTES {
-                return Err(format!(
-                    "plugin.url: {url} is larger than {} MiB",
-                    MAX_PLUGIN_BYTES >> 20
-                ));
+                return Err(PluginError::DownloadTooLarge { url: url.into() });
             }
             bytes.extend_from_slice(&chunk);
         }
@@ -112,30 +217,25 @@ impl PluginLoader {
     }
 }
 
-async fn read_file(path: &str) -> Result<Vec<u8>, String> {
-    let metadata = tokio::fs::metadata(path)
-        .await
-        .map_err(|e| format!("plugin.path: {path}: {e}"))?;
+async fn read_file(path: &str) -> Result<Vec<u8>, PluginError> {
+    let read_error = |source| PluginError::Read {
+        path: path.into(),
+        source,
+    };
+    let metadata = tokio::fs::metadata(path).await.map_err(read_error)?;
     if metadata.len() > MAX_PLUGIN_BYTES as u64 {
-        return Err(format!(
-            "plugin.path: {path} is larger than {} MiB",
-            MAX_PLUGIN_BYTES >> 20
-        ));
+        return Err(PluginError::FileTooLarge { path: path.into() });
     }
-    tokio::fs::read(path)
-        .await
-        .map_err(|e| format!("plugin.path: {path}: {e}"))
+    tokio::fs::read(path).await.map_err(read_error)
 }
 
 /// `sha256:<hex>` or `<hex>` → lowercase hex.
-fn parse_sha256(text: &str) -> Result<String, String> {
+fn parse_sha256(text: &str) -> Result<String, PluginError> {
     let hex = text.strip_prefix("sha256:").unwrap_or(text);
     if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(hex.to_ascii_lowercase())
     } else {
-        Err(format!(
-            "plugin.sha256: expected 64 hex digits (optionally prefixed with sha256:), got {text:?}"
-        ))
+        Err(PluginError::Sha256Format { text: text.into() })
     }
 }
 
@@ -146,11 +246,15 @@ mod tests {
     #[test]
     fn sha256_forms() {
         let hex = "AB".repeat(32);
-        assert_eq!(parse_sha256(&hex), Ok("ab".repeat(32)));
-        assert_eq!(parse_sha256(&format!("sha256:{hex}")), Ok("ab".repeat(32)));
+        assert_eq!(parse_sha256(&hex).ok(), Some("ab".repeat(32)));
+        assert_eq!(
+            parse_sha256(&format!("sha256:{hex}")).ok(),
+            Some("ab".repeat(32))
+        );
         assert!(
             parse_sha256("sha256:abc")
                 .unwrap_err()
+                .to_string()
                 .starts_with("plugin.sha256:")
         );
     }

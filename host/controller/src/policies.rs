@@ -11,7 +11,7 @@ use tessera_runtime::{Binding, Operation, Review, Severity, World};
 use tokio::sync::watch;
 
 use crate::crd::{FailurePolicy, Policy, PolicyMode, PolicySpec};
-use crate::plugins::PluginLoader;
+use crate::plugins::{BindError, PluginLoader};
 
 /// A policy as loaded: its spec and its plugin bound to its settings, or why
 /// that failed.
@@ -23,8 +23,8 @@ pub struct LoadedPolicy {
     pub spec: PolicySpec,
     /// Its generation.
     pub generation: Option<i64>,
-    /// The bound plugin, or the one-line reason it could not be loaded.
-    pub binding: Result<Binding, String>,
+    /// The bound plugin, or why it could not be loaded (one line).
+    pub binding: Result<Binding, Arc<BindError>>,
 }
 
 impl LoadedPolicy {
@@ -116,13 +116,16 @@ impl PolicyStore {
             // Reload when the spec changed, and for path plugins on every
             // sync (the file may have been replaced; loading an unchanged
             // file costs a read and a hash).
-            let binding = self.bind(loader, &name, &object.spec).await;
+            let binding = self
+                .bind(loader, &name, &object.spec)
+                .await
+                .map_err(Arc::new);
             let same = current.as_ref().is_some_and(|c| {
                 c.generation == generation
                     && c.spec == object.spec
                     && match (&c.binding, &binding) {
                         (Ok(a), Ok(b)) => a.plugin().digest() == b.plugin().digest(),
-                        (Err(a), Err(b)) => a == b,
+                        (Err(a), Err(b)) => a.to_string() == b.to_string(),
                         _ => false,
                     }
             });
@@ -158,24 +161,24 @@ impl PolicyStore {
         loader: &PluginLoader,
         name: &str,
         spec: &PolicySpec,
-    ) -> Result<Binding, String> {
+    ) -> Result<Binding, BindError> {
         let plugin = loader.load(&spec.plugin).await?;
         if plugin.world() != World::Policy {
-            return Err(format!(
-                "plugin {} is a {} plugin; a Policy needs a policy plugin",
-                plugin.id(),
-                plugin.world()
-            ));
+            return Err(BindError::WrongWorld {
+                plugin: plugin.id().clone(),
+                world: plugin.world(),
+                expected: World::Policy,
+            });
         }
         let mut limits = match &spec.limits {
-            Some(limits) => limits.to_limits()?,
+            Some(limits) => crate::crd::binding_limits(limits)?,
             None => tessera_runtime::Limits::default(),
         };
         if limits.get_deadline() > self.deadline_cap {
             limits = limits.deadline(self.deadline_cap);
         }
         let settings = spec.settings.clone().unwrap_or(Value::Null);
-        let binding = Binding::new(plugin, settings).map_err(|e| format!("settings: {e}"))?;
+        let binding = Binding::new(plugin, settings).map_err(BindError::Settings)?;
         tracing::debug!(policy = name, "policy plugin loaded");
         Ok(binding.with_limits(limits))
     }
@@ -256,11 +259,7 @@ pub fn matches(
     operation: Operation,
     namespace_labels: Option<&BTreeMap<String, String>>,
 ) -> bool {
-    let operation = match operation {
-        Operation::Create => "CREATE",
-        Operation::Update => "UPDATE",
-        Operation::Delete => "DELETE",
-    };
+    let operation = operation.as_api_str();
     let any_rule = policy.match_.rules.iter().any(|rule| {
         let has = |list: &[String], value: &str| list.iter().any(|v| v == "*" || v == value);
         let operation_matches = if rule.operations.is_empty() {
@@ -301,15 +300,9 @@ pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, Stri
     labels_hold && expressions_hold
 }
 
-/// The first line of `text`, without control characters.
-pub(crate) fn one_line(text: &str) -> String {
-    text.lines()
-        .next()
-        .unwrap_or("")
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
-}
+/// One line of text for a condition, an event or a log: the one helper
+/// every front end uses.
+pub(crate) use tessera_types::text::one_line;
 
 #[cfg(test)]
 mod tests {

@@ -162,11 +162,9 @@ impl Webhook {
     /// on. When the budget runs out, the request is denied if any matching
     /// policy fails closed, else allowed with a warning.
     pub async fn review(&self, request: &AdmissionRequest) -> Answer {
-        let operation = match request.operation {
-            tessera_admission::Operation::Create => Operation::Create,
-            tessera_admission::Operation::Update => Operation::Update,
-            tessera_admission::Operation::Delete => Operation::Delete,
-        };
+        // The admission decoder and the runtime share the type
+        // (`tessera-types`).
+        let operation: Operation = request.operation;
         let labels: Option<BTreeMap<String, String>> = if request.namespace.is_empty() {
             None
         } else {
