@@ -1,6 +1,8 @@
 //! What the host offers a plugin: logging, reads of other resources (only
 //! those the plugin's binding allows), and derived secrets.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use serde_json::Value;
 
 use crate::object::Object;
@@ -10,10 +12,38 @@ use crate::wit::composition::tessera::plugin::types::ResourceRef;
 
 pub use crate::wit::composition::tessera::plugin::host::LogLevel;
 
+/// The host's log byte budget of one evaluation. The host spends it by what
+/// it is offered (and keeps at most 1 KiB of a line), so once this much was
+/// sent in an evaluation nothing more can be kept.
+const LOG_BUDGET: usize = 64 << 10;
+
+/// Bytes of log messages sent to the host in this evaluation.
+static LOG_SENT: AtomicUsize = AtomicUsize::new(0);
+
+/// Called by the export glue as each evaluation starts: a reused instance
+/// keeps its statics, the host gives each evaluation a fresh log budget.
+pub(crate) fn start_evaluation() {
+    LOG_SENT.store(0, Ordering::Relaxed);
+}
+
 /// Writes a log line through the host, which keeps a bounded number of
-/// lines and bytes per call (long lines cut) and counts the rest as dropped.
+/// lines and bytes per evaluation (long lines cut) and counts the rest as
+/// dropped.
+///
+/// The host copies every message it is sent, and one evaluation may hand it
+/// only so much (SECURITY.md, "Output"), so this sends only what can still
+/// be kept: at most the first 64 KiB of a message, and once 64 KiB were sent
+/// in this evaluation an empty line, which the host counts as dropped. So
+/// logging never fails an evaluation, however much a plugin logs.
 pub fn log(level: LogLevel, message: &str) {
-    wit_host::log(level, message);
+    let sent = LOG_SENT.load(Ordering::Relaxed);
+    let offered = if sent >= LOG_BUDGET {
+        ""
+    } else {
+        tessera_types::text::truncate(message, LOG_BUDGET)
+    };
+    LOG_SENT.store(sent.saturating_add(offered.len()), Ordering::Relaxed);
+    wit_host::log(level, offered);
 }
 
 /// Logs at debug level.

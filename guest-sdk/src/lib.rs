@@ -136,6 +136,7 @@ pub mod __private {
         request: c::Request,
         f: fn(CompositionRequest) -> crate::Result<Expansion>,
     ) -> Result<c::Expansion, t::PluginError> {
+        crate::host::start_evaluation();
         let request = CompositionRequest::from_wit(request).map_err(crate::Error::into_wit)?;
         f(request)
             .map(Expansion::into_wit)
@@ -147,6 +148,7 @@ pub mod __private {
         review: p::Review,
         f: fn(Review) -> crate::Result<Verdict>,
     ) -> Result<p::Verdict, t::PluginError> {
+        crate::host::start_evaluation();
         let review = Review::from_wit(review).map_err(crate::Error::into_wit)?;
         f(review)
             .map(Verdict::into_wit)

@@ -151,8 +151,9 @@ where
 }
 
 /// One line, safe for a terminal: every message the CLI prints from a
-/// plugin or an error goes through it.
-pub(crate) use tessera_types::text::one_line;
+/// plugin or an error goes through one of these (`tessera_types::text`, the
+/// one choke point; `Untrusted` displays what `one_line` returns).
+pub(crate) use tessera_types::text::{Untrusted, json_for_terminal, one_line};
 
 /// The runtime the global options ask for (cache directory, or no cache),
 /// otherwise configured as in the cluster ([`Runtime::standard_builder`]);

@@ -1,16 +1,21 @@
 //! What the commands print about an evaluation: a plugin's logs and output
 //! (stderr), its findings (stderr), and `validate`'s verdicts (stdout).
-//! Log messages and finding messages pass through `one_line` before they
-//! are printed.
+//! Every string a plugin controls (its name, log messages, captured output
+//! line by line, finding messages and fields, the kind and name of a child)
+//! passes through `tessera_types::text` ([`Untrusted`], `lines`) before it
+//! is printed: one line each, no control character.
 
 use std::io::Write;
 
 use serde_json::{Value, json};
 use tessera_runtime::{Finding, LogLevel, Report, Verdict};
 
-use crate::one_line;
+use tessera_types::text;
 
-/// `Kind namespace/name` (or `Kind name`) for messages.
+use crate::Untrusted;
+
+/// `Kind namespace/name` (or `Kind name`) for messages, safe to print (a
+/// child's kind and name are the plugin's).
 pub(crate) fn describe(object: &Value) -> String {
     let kind = object.get("kind").and_then(Value::as_str).unwrap_or("?");
     let name = object
@@ -21,8 +26,10 @@ pub(crate) fn describe(object: &Value) -> String {
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
     {
-        Some(ns) if !ns.is_empty() => format!("{kind} {ns}/{name}"),
-        _ => format!("{kind} {name}"),
+        Some(ns) if !ns.is_empty() => {
+            format!("{} {}/{}", Untrusted(kind), Untrusted(ns), Untrusted(name))
+        }
+        _ => format!("{} {}", Untrusted(kind), Untrusted(name)),
     }
 }
 
@@ -33,13 +40,14 @@ pub(crate) fn write_report(
     plugin: &str,
     report: &Report,
 ) -> std::io::Result<()> {
+    let plugin = Untrusted(plugin);
     for line in &report.logs {
         if line.level >= LogLevel::Info {
             writeln!(
                 stderr,
                 "[{plugin}] {}: {}",
                 line.level,
-                one_line(&line.message)
+                Untrusted(&line.message)
             )?;
         }
     }
@@ -50,15 +58,18 @@ pub(crate) fn write_report(
             report.logs_dropped
         )?;
     }
-    for (stream, text) in [("stdout", &report.stdout), ("stderr", &report.stderr)] {
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+    for (stream, output) in [("stdout", &report.stdout), ("stderr", &report.stderr)] {
+        // Blank lines (white space only, as written) are skipped.
+        let lines = text::lines(output).zip(output.lines());
+        for (line, _) in lines.filter(|(_, raw)| !raw.trim().is_empty()) {
             writeln!(stderr, "[{plugin}] {stream}: {line}")?;
         }
     }
     Ok(())
 }
 
-/// Writes one finding: `severity: plugin: subject: message (field)`.
+/// Writes one finding: `severity: plugin: subject: message (field)`;
+/// `subject` is the host's (from [`describe`]).
 pub(crate) fn write_finding(
     stderr: &mut dyn Write,
     plugin: &str,
@@ -68,13 +79,14 @@ pub(crate) fn write_finding(
     let field = finding
         .field
         .as_ref()
-        .map(|f| format!(" ({f})"))
+        .map(|f| format!(" ({})", Untrusted(f)))
         .unwrap_or_default();
     writeln!(
         stderr,
-        "{}: {plugin}: {subject}: {}{field}",
+        "{}: {}: {subject}: {}{field}",
         finding.severity,
-        one_line(&finding.message)
+        Untrusted(plugin),
+        Untrusted(&finding.message)
     )
 }
 

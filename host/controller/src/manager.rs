@@ -22,7 +22,7 @@ use crate::conditions::{self, Condition, Status};
 use crate::crd::{Composition, Policy};
 use crate::kinds::KindError;
 use crate::plugins::{BindError, PluginLoader};
-use crate::policies::LoadedPolicy;
+use crate::policies::{LoadedPolicy, one_line};
 
 /// Why a `Composition` or a `Policy` is not ready: its `Ready` condition is
 /// False with [`reason`](NotReady::reason) and this message.
@@ -172,8 +172,15 @@ fn loaded_status(
             ),
             Some(digest),
         ),
+        // The message may quote the plugin (its name, what it said while
+        // loading): one line, like every condition.
         Err(error) => (
-            Condition::new("Ready", Status::False, error.reason(), error.to_string()),
+            Condition::new(
+                "Ready",
+                Status::False,
+                error.reason(),
+                one_line(&error.to_string()),
+            ),
             None,
         ),
     };

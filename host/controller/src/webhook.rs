@@ -23,7 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::crd::FailurePolicy;
-use crate::policies::{Judgement, PolicyStore, judge, matches};
+use crate::policies::{Judgement, PolicyStore, judge, matches, one_line};
 
 /// The largest AdmissionReview body read (the API server's own limit on an
 /// object is 3 MiB; a review carries two).
@@ -229,22 +229,74 @@ impl Webhook {
                 };
             }
         };
-        let mut denials = Vec::new();
-        let mut warnings = Vec::new();
-        for judgement in judgements {
-            match judgement {
-                Judgement::Allow { warnings: w } => warnings.extend(w),
-                Judgement::Deny { message, .. } => denials.push(message),
-            }
+        combine(&request.uid, judgements)
+    }
+}
+
+/// The answer of the judgements of every matching policy: any deny denies
+/// (all deny messages, `; `-separated); warnings are passed on. The API
+/// server shows both to the user's terminal (`kubectl`), and both quote
+/// what plugins said: each goes through `tessera_types::text::one_line`.
+fn combine(uid: &str, judgements: Vec<Judgement>) -> Answer {
+    let mut denials = Vec::new();
+    let mut warnings = Vec::new();
+    for judgement in judgements {
+        match judgement {
+            Judgement::Allow { warnings: w } => warnings.extend(w),
+            Judgement::Deny { message, .. } => denials.push(one_line(&message)),
         }
-        let mut answer = if denials.is_empty() {
-            Answer::allow(&request.uid)
-        } else {
-            Answer::deny(&request.uid, denials.join("; "))
-        };
-        for warning in warnings {
-            answer = answer.warn(warning);
-        }
-        answer
+    }
+    let mut answer = if denials.is_empty() {
+        Answer::allow(uid)
+    } else {
+        Answer::deny(uid, denials.join("; "))
+    };
+    for warning in warnings {
+        answer = answer.warn(one_line(&warning));
+    }
+    answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_carry_no_control_character_of_a_plugin() {
+        let escapes = "\x1b]0;pwned\x07\x1b[2J\u{9b}31m\x7f\r\ndenied: forged";
+        let answer = combine(
+            "u",
+            vec![
+                Judgement::Allow {
+                    warnings: vec![format!("policy a: {escapes}")],
+                },
+                Judgement::Deny {
+                    message: format!("policy b denied ConfigMap t/c: {escapes}"),
+                    failed: false,
+                },
+            ],
+        );
+        let json = answer.to_json();
+        // serde_json escapes control characters; none may be there to escape.
+        assert!(!json.contains("\\u001b") && !json.contains("\\r"), "{json}");
+        assert!(!json.chars().any(char::is_control), "{json:?}");
+        assert_eq!(
+            answer,
+            Answer::deny(
+                "u",
+                "policy b denied ConfigMap t/c: \u{fffd}]0;pwned\u{fffd}\u{fffd}[2J\u{fffd}31m\u{fffd} | denied: forged"
+            )
+            .warn("policy a: \u{fffd}]0;pwned\u{fffd}\u{fffd}[2J\u{fffd}31m\u{fffd} | denied: forged")
+        );
+        // Well-formed answers are unchanged.
+        assert_eq!(
+            combine(
+                "u",
+                vec![Judgement::Allow {
+                    warnings: vec!["policy a: careful".into()]
+                }]
+            ),
+            Answer::allow("u").warn("policy a: careful")
+        );
     }
 }

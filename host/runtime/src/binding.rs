@@ -21,7 +21,7 @@ use crate::provenance::{self, CompositeRef, Stamp};
 use crate::resources::ReadAccess;
 use crate::runtime::{Lease, Runtime};
 use crate::secrets::SecretKey;
-use crate::state::{HostEnv, LogLine, State};
+use crate::state::{CopyBudgetExceeded, HostEnv, LogLine, State};
 
 /// The seed of the random numbers a plugin sees. Fixed, so that a plugin
 /// that reads "random" bytes still renders the same output every time.
@@ -494,22 +494,16 @@ impl Binding {
                 },
             )
             .await?;
-        // Counted after wasmtime copied the answer out of guest memory; see
-        // SECURITY.md ("Output") for what this does and does not bound.
-        let output_bytes = expansion.children.iter().map(String::len).sum::<usize>()
-            + expansion.status.as_ref().map_or(0, String::len)
-            + expansion
-                .findings
-                .iter()
-                .map(|f| f.message.len())
-                .sum::<usize>();
-        if output_bytes > self.limits.max_output_bytes {
+        // Counted before any child is parsed, stamped or judged: the work an
+        // answer causes downstream grows with the number of children.
+        if expansion.children.len() > self.limits.max_children {
             return Err(self.crashed(
                 Phase::Output,
                 CrashKind::OutputTooLarge,
                 format!(
-                    "returned {output_bytes} bytes of output, over the limit of {} bytes",
-                    self.limits.max_output_bytes
+                    "returned {} children, over the limit of {}",
+                    expansion.children.len(),
+                    self.limits.max_children
                 ),
                 &report,
             ));
@@ -636,7 +630,10 @@ impl Binding {
             (I, std::result::Result<A, wit::PluginError>),
             (Phase, wasmtime::Error),
         >,
-    ) -> Result<Answered<I, A>> {
+    ) -> Result<Answered<I, A>>
+    where
+        A: AnswerBytes,
+    {
         let id = self.plugin.id();
         let runtime = self.plugin.runtime();
         let (mut lease, warm) = self.checkout(env).await;
@@ -649,9 +646,46 @@ impl Binding {
             .await
             .map_err(|(phase, e)| {
                 self.discard();
-                classify(e, store, id, phase)
+                match e.downcast_ref::<CopyBudgetExceeded>() {
+                    // A host call went over the evaluation's copy budget.
+                    Some(over) => Error::Crashed {
+                        plugin: id.clone(),
+                        phase,
+                        kind: CrashKind::OutputTooLarge,
+                        message: over.to_string(),
+                        stderr: store.data().stderr.text(),
+                    },
+                    None => classify(e, store, id, phase),
+                }
             })?;
         let report = report(store, &self.limits, runtime.fuel);
+        // The answer, or the refusal, is held to the output cap and charged
+        // to the copy budget here, once for both worlds. Counted after
+        // wasmtime copied it out of guest memory, within the hostcall fuel;
+        // see SECURITY.md ("Output") for what this does and does not bound.
+        let output_bytes = match &answer {
+            Ok(answer) => answer.answer_bytes(),
+            Err(refusal) => refusal.answer_bytes(),
+        };
+        if output_bytes > self.limits.max_output_bytes {
+            return Err(self.crashed(
+                Phase::Output,
+                CrashKind::OutputTooLarge,
+                format!(
+                    "returned {output_bytes} bytes of output, over the limit of {} bytes",
+                    self.limits.max_output_bytes
+                ),
+                &report,
+            ));
+        }
+        if let Err(over) = store.data_mut().env.charge(output_bytes) {
+            return Err(self.crashed(
+                Phase::Output,
+                CrashKind::OutputTooLarge,
+                over.to_string(),
+                &report,
+            ));
+        }
         match answer {
             Ok(answer) => Ok(Answered {
                 lease,
@@ -693,6 +727,45 @@ impl Binding {
             stderr: report.stderr.clone(),
         }
     }
+}
+
+/// The bytes of text an answer (or a refusal) carries: what the output cap
+/// limits, the same measure for both worlds.
+pub(crate) trait AnswerBytes {
+    /// Bytes of every string in the answer.
+    fn answer_bytes(&self) -> usize;
+}
+
+impl AnswerBytes for cwit::Expansion {
+    fn answer_bytes(&self) -> usize {
+        self.children.iter().map(String::len).sum::<usize>()
+            + self.status.as_ref().map_or(0, String::len)
+            + self
+                .conditions
+                .iter()
+                .map(|c| c.type_.len() + c.reason.len() + c.message.len())
+                .sum::<usize>()
+            + findings_bytes(&self.findings)
+    }
+}
+
+impl AnswerBytes for pwit::Verdict {
+    fn answer_bytes(&self) -> usize {
+        findings_bytes(&self.findings)
+    }
+}
+
+impl AnswerBytes for wit::PluginError {
+    fn answer_bytes(&self) -> usize {
+        self.message.len() + self.field.as_ref().map_or(0, String::len)
+    }
+}
+
+fn findings_bytes(findings: &[wit::Finding]) -> usize {
+    findings
+        .iter()
+        .map(|f| f.message.len() + f.field.as_ref().map_or(0, String::len))
+        .sum()
 }
 
 /// Bounds a whole evaluation by the deadline in wall-clock time, as a second

@@ -10,6 +10,9 @@ wasmtime::component::bindgen!({
     world: "composition",
     path: "../../wit",
     exports: { default: async },
+    // Host functions may fail the evaluation: each charges what it was
+    // given against the evaluation's copy budget (`state::HostEnv::charge`).
+    imports: { default: trappable },
 });
 
 /// Bindings of the `policy` world.
@@ -18,6 +21,7 @@ pub mod policy {
         world: "policy",
         path: "../../wit",
         exports: { default: async },
+        imports: { default: trappable },
         with: {
             "tessera:plugin/types": crate::bindings::tessera::plugin::types,
             "tessera:plugin/host": crate::bindings::tessera::plugin::host,

@@ -26,6 +26,7 @@ pub struct Limits {
     pub(crate) max_log_lines: usize,
     pub(crate) max_log_bytes: usize,
     pub(crate) max_stdio_bytes: usize,
+    pub(crate) max_children: usize,
 }
 
 impl Default for Limits {
@@ -45,6 +46,11 @@ impl Default for Limits {
             max_log_lines: 1000,
             max_log_bytes: 64 << 10,
             max_stdio_bytes: 64 << 10,
+            // 500: real compositions own a handful to a few dozen children,
+            // and every child is parsed, stamped, judged by every policy and
+            // applied, so the work an answer causes grows with the count, not
+            // its bytes (4 MiB of JSON is about 70,000 small children).
+            max_children: 500,
         }
     }
 }
@@ -87,6 +93,14 @@ impl Limits {
         self
     }
 
+    /// The most children one `expand` may return; more fail the evaluation
+    /// before any child is parsed or judged.
+    #[must_use]
+    pub fn max_children(mut self, count: usize) -> Self {
+        self.max_children = count;
+        self
+    }
+
     /// The configured deadline.
     pub fn get_deadline(&self) -> Duration {
         self.deadline
@@ -106,11 +120,16 @@ impl Limits {
     pub fn get_fuel(&self) -> Option<u64> {
         self.fuel
     }
+
+    /// The configured bound on children.
+    pub fn get_max_children(&self) -> usize {
+        self.max_children
+    }
 }
 
 /// Limits as users write them: `spec.limits` of a Composition or Policy,
 /// `limits:` in a test suite, and the CLI's `--deadline`, `--memory`,
-/// `--output-limit` and `--fuel`. Every field is optional; an unset field
+/// `--output-limit`, `--fuel` and `--max-children`. Every field is optional; an unset field
 /// keeps the value of the limits it is applied to (in the end the defaults of
 /// [`Limits::default`]).
 ///
@@ -146,6 +165,9 @@ pub struct LimitsSpec {
     /// accounting, for offline runs; the controller refuses it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fuel: Option<u64>,
+    /// Most children one expansion may return (default `500`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_children: Option<u32>,
 }
 
 /// A [`LimitsSpec`] field that cannot be read; the message names the field
@@ -153,7 +175,7 @@ pub struct LimitsSpec {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("limits.{field}: {message}")]
 pub struct LimitsError {
-    /// The field: `deadline`, `memory`, `output` or `fuel`.
+    /// The field: `deadline`, `memory`, `output`, `fuel` or `maxChildren`.
     pub field: &'static str,
     /// What is wrong with it.
     pub message: String,
@@ -189,6 +211,14 @@ impl LimitsSpec {
             }
             limits = limits.fuel(Some(fuel));
         }
+        if let Some(children) = self.max_children {
+            if children == 0 {
+                return Err(error("maxChildren")(
+                    "must be more than zero, got 0".to_string(),
+                ));
+            }
+            limits = limits.max_children(children as usize);
+        }
         Ok(limits)
     }
 
@@ -200,6 +230,7 @@ impl LimitsSpec {
             memory: over.memory.clone().or_else(|| self.memory.clone()),
             output: over.output.clone().or_else(|| self.output.clone()),
             fuel: over.fuel.or(self.fuel),
+            max_children: over.max_children.or(self.max_children),
         }
     }
 }
@@ -298,5 +329,21 @@ mod tests {
         assert_eq!(merged.fuel, Some(10));
         let limits = merged.to_limits().unwrap();
         assert_eq!(limits.get_deadline(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn max_children_is_read_and_checked() {
+        assert_eq!(Limits::default().get_max_children(), 500);
+        let spec: LimitsSpec = serde_json::from_str(r#"{"maxChildren": 20}"#).unwrap();
+        assert_eq!(spec.to_limits().unwrap().get_max_children(), 20);
+        let zero: LimitsSpec = serde_json::from_str(r#"{"maxChildren": 0}"#).unwrap();
+        assert!(
+            zero.to_limits()
+                .unwrap_err()
+                .to_string()
+                .starts_with("limits.maxChildren:")
+        );
+        let merged = spec.overridden_by(&LimitsSpec::default());
+        assert_eq!(merged.max_children, Some(20));
     }
 }

@@ -25,35 +25,75 @@ pub use tessera_types::provenance::{
     INPUT_DIGEST, PLUGIN_DIGEST,
 };
 
-/// Kinds that are cluster-scoped in every current Kubernetes. Offline there is
-/// no discovery; any other kind is taken to be namespaced.
-const CLUSTER_SCOPED_KINDS: &[&str] = &[
-    "APIService",
-    "CertificateSigningRequest",
-    "ClusterRole",
-    "ClusterRoleBinding",
-    "CSIDriver",
-    "CSINode",
-    "CustomResourceDefinition",
-    "FlowSchema",
-    "IngressClass",
-    "MutatingWebhookConfiguration",
-    "Namespace",
-    "Node",
-    "PersistentVolume",
-    "PriorityClass",
-    "PriorityLevelConfiguration",
-    "RuntimeClass",
-    "StorageClass",
-    "ValidatingAdmissionPolicy",
-    "ValidatingAdmissionPolicyBinding",
-    "ValidatingWebhookConfiguration",
-    "VolumeAttachment",
+/// Kinds that are cluster-scoped in every current Kubernetes, as (API group,
+/// kind); the core group is `""`. Offline there is no discovery: any other
+/// kind is taken to be namespaced. In the cluster the controller asks
+/// discovery and refuses with the same message ([`cluster_scoped_child`]).
+const CLUSTER_SCOPED_KINDS: &[(&str, &str)] = &[
+    ("", "ComponentStatus"),
+    ("", "Namespace"),
+    ("", "Node"),
+    ("", "PersistentVolume"),
+    ("admissionregistration.k8s.io", "MutatingAdmissionPolicy"),
+    (
+        "admissionregistration.k8s.io",
+        "MutatingAdmissionPolicyBinding",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "MutatingWebhookConfiguration",
+    ),
+    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"),
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingAdmissionPolicyBinding",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingWebhookConfiguration",
+    ),
+    ("apiextensions.k8s.io", "CustomResourceDefinition"),
+    ("apiregistration.k8s.io", "APIService"),
+    ("certificates.k8s.io", "CertificateSigningRequest"),
+    ("certificates.k8s.io", "ClusterTrustBundle"),
+    ("flowcontrol.apiserver.k8s.io", "FlowSchema"),
+    ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"),
+    ("networking.k8s.io", "IngressClass"),
+    ("networking.k8s.io", "IPAddress"),
+    ("networking.k8s.io", "ServiceCIDR"),
+    ("node.k8s.io", "RuntimeClass"),
+    ("rbac.authorization.k8s.io", "ClusterRole"),
+    ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+    ("resource.k8s.io", "DeviceClass"),
+    ("resource.k8s.io", "ResourceSlice"),
+    ("scheduling.k8s.io", "PriorityClass"),
+    ("storage.k8s.io", "CSIDriver"),
+    ("storage.k8s.io", "CSINode"),
+    ("storage.k8s.io", "StorageClass"),
+    ("storage.k8s.io", "VolumeAttachment"),
+    ("storage.k8s.io", "VolumeAttributesClass"),
 ];
 
-/// Whether `kind` is a well-known cluster-scoped kind.
-pub fn is_cluster_scoped(kind: &str) -> bool {
-    CLUSTER_SCOPED_KINDS.contains(&kind)
+/// The API group of an apiVersion: `""` for the core group (`v1`).
+fn group_of(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map_or("", |(group, _)| group)
+}
+
+/// Whether `kind` of `api_version` is a well-known cluster-scoped kind.
+pub fn is_cluster_scoped(api_version: &str, kind: &str) -> bool {
+    let group = group_of(api_version);
+    CLUSTER_SCOPED_KINDS.contains(&(group, kind))
+}
+
+/// Why child `index` cannot be a child of a namespaced composite: owner
+/// references cannot point from a cluster-scoped object to a namespaced
+/// one, so the composite could never own (nor prune) it. The one message
+/// for this, from the runtime (by [`is_cluster_scoped`]) and from the
+/// controller (by discovery).
+pub fn cluster_scoped_child(index: usize, kind: &str, name: &str) -> String {
+    format!(
+        "child {index} ({kind} {name}) is cluster-scoped and cannot be owned by a namespaced composite"
+    )
 }
 
 /// JSON with object keys sorted and no insignificant white space: the same
@@ -274,6 +314,16 @@ impl Stamp {
 
 /// Checks one child and stamps provenance on it. Errors name the child by
 /// its index and say what is wrong.
+///
+/// The checks are those the API server makes on what it is sent, so that a
+/// child `tessera render` prints is one the cluster takes, and the CLI and
+/// the controller (both come through here) refuse the same children: the
+/// apiVersion and kind syntax, the name as the kind's API validates it
+/// (`check_name`), the namespace (a DNS-1123 label), the scope (a
+/// cluster-scoped kind cannot be the child of a namespaced composite, nor
+/// have a namespace), no duplicates, label keys and values, annotation keys,
+/// and the 256 KiB the API server allows all annotations together. Text the
+/// plugin chose is quoted escaped and shortened in the errors.
 pub(crate) fn check_and_stamp(
     index: usize,
     child: &mut Value,
@@ -286,9 +336,21 @@ pub(crate) fn check_and_stamp(
     let api_version = non_empty(object.get("apiVersion"))
         .ok_or_else(|| format!("child {index} has no apiVersion"))?
         .to_string();
+    check_api_version(&api_version).map_err(|why| {
+        format!(
+            "child {index} has an invalid apiVersion {}: {why}",
+            quote(&api_version)
+        )
+    })?;
     let kind = non_empty(object.get("kind"))
         .ok_or_else(|| format!("child {index} ({api_version}) has no kind"))?
         .to_string();
+    check_kind(&kind).map_err(|why| {
+        format!(
+            "child {index} ({api_version}) has an invalid kind {}: {why}",
+            quote(&kind)
+        )
+    })?;
     let metadata = object
         .get_mut("metadata")
         .and_then(Value::as_object_mut)
@@ -296,6 +358,12 @@ pub(crate) fn check_and_stamp(
     let name = non_empty(metadata.get("name"))
         .ok_or_else(|| format!("child {index} ({kind}) has no metadata.name"))?
         .to_string();
+    check_name(&api_version, &kind, &name).map_err(|why| {
+        format!(
+            "child {index} ({kind}): metadata.name {} is not a valid name: {why}",
+            quote(&name)
+        )
+    })?;
 
     let composite_ns = &stamp.composite.namespace;
     let namespace = match metadata.get("namespace") {
@@ -307,7 +375,18 @@ pub(crate) fn check_and_stamp(
             ));
         }
     };
-    let namespace = if is_cluster_scoped(&kind) {
+    if !namespace.is_empty() {
+        dns1123_label(&namespace).map_err(|why| {
+            format!(
+                "child {index} ({kind} {name}): metadata.namespace {} is not a valid namespace: {why}",
+                quote(&namespace)
+            )
+        })?;
+    }
+    let namespace = if is_cluster_scoped(&api_version, &kind) {
+        if !composite_ns.is_empty() {
+            return Err(cluster_scoped_child(index, &kind, &name));
+        }
         if !namespace.is_empty() {
             return Err(format!(
                 "child {index} ({kind} {name}) is cluster-scoped but has namespace {namespace:?}"
@@ -343,7 +422,9 @@ pub(crate) fn check_and_stamp(
         ));
     }
 
+    let subject = || format!("child {index} ({kind} {name})");
     let annotations = map_field(metadata, "annotations", index)?;
+    check_annotation_keys(annotations).map_err(|why| format!("{}: {why}", subject()))?;
     annotations.insert(COMPOSED_BY.into(), Value::String(stamp.composed_by.clone()));
     annotations.insert(
         PLUGIN_DIGEST.into(),
@@ -365,12 +446,225 @@ pub(crate) fn check_and_stamp(
         INPUT_DIGEST.into(),
         Value::String(stamp.input_digest.clone()),
     );
+    // Counted as the API server counts it, stamps included: what it is sent.
+    let size: usize = annotations
+        .iter()
+        .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+        .sum();
+    if size > TOTAL_ANNOTATION_SIZE {
+        return Err(format!(
+            "{}: metadata.annotations are {size} bytes together, over the API server's limit of {TOTAL_ANNOTATION_SIZE} bytes",
+            subject()
+        ));
+    }
 
     let labels = map_field(metadata, "labels", index)?;
+    check_labels(labels).map_err(|why| format!("{}: {why}", subject()))?;
     labels.insert(
         COMPOSITE_NAME_LABEL.into(),
         Value::String(stamp.composite.name.clone()),
     );
+    Ok(())
+}
+
+/// What the API server allows all annotations of an object together
+/// (`TotalAnnotationSizeLimitB` in apimachinery): 256 KiB, keys and values.
+const TOTAL_ANNOTATION_SIZE: usize = 256 << 10;
+
+/// The longest DNS-1123 label (and DNS-1035 label, label value, and name
+/// part of a qualified name): 63 characters.
+const MAX_LABEL: usize = 63;
+
+/// The longest DNS-1123 subdomain: 253 characters.
+const MAX_SUBDOMAIN: usize = 253;
+
+/// Plugin text in an error: escaped (no control character survives) and
+/// cut to a readable size.
+fn quote(text: &str) -> String {
+    format!("{:?}", tessera_types::text::shorten(text, 100))
+}
+
+/// `group/version` or `version` (the core group): the group a DNS-1123
+/// subdomain, the version a DNS-1035 label, as CRDs require.
+fn check_api_version(api_version: &str) -> Result<(), String> {
+    let (group, version) = match api_version.split_once('/') {
+        Some((group, version)) => (Some(group), version),
+        None => (None, api_version),
+    };
+    if let Some(group) = group {
+        dns1123_subdomain(group).map_err(|why| format!("the group {why}"))?;
+    }
+    dns1035_label(version).map_err(|why| format!("the version {why}"))
+}
+
+/// A kind whose lower case is a DNS-1035 label, as the API server requires
+/// of a CRD's kind.
+fn check_kind(kind: &str) -> Result<(), String> {
+    dns1035_label(&kind.to_ascii_lowercase())
+}
+
+/// `metadata.name` as the API server validates it for this kind: every
+/// object's name is a path segment (not `.` or `..`, no `/` or `%`); RBAC
+/// roles and bindings need no more (`system:controller:x` is a valid
+/// ClusterRole), a Namespace is a DNS-1123 label, a Service a DNS-1035
+/// label, and everything else (custom resources included) a DNS-1123
+/// subdomain of at most 253 characters. No name may hold a control
+/// character, which the API server refuses for every kind but these.
+fn check_name(api_version: &str, kind: &str, name: &str) -> Result<(), String> {
+    path_segment(name)?;
+    match (group_of(api_version), kind) {
+        (
+            "rbac.authorization.k8s.io",
+            "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding",
+        ) => {
+            if name.chars().any(char::is_control) {
+                return Err("may not contain control characters".into());
+            }
+            Ok(())
+        }
+        ("", "Namespace") => dns1123_label(name),
+        ("", "Service") => dns1035_label(name),
+        _ => dns1123_subdomain(name),
+    }
+}
+
+/// `IsValidPathSegmentName`: not `.` or `..`, no `/` or `%`.
+fn path_segment(name: &str) -> Result<(), String> {
+    match name {
+        "." => Err("may not be '.'".into()),
+        ".." => Err("may not be '..'".into()),
+        _ if name.contains('/') => Err("may not contain '/'".into()),
+        _ if name.contains('%') => Err("may not contain '%'".into()),
+        _ => Ok(()),
+    }
+}
+
+/// Lower case alphanumerics and `-`, starting and ending alphanumeric.
+fn is_label_shaped(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let inner = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-';
+    let edge = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    edge(bytes.first()) && edge(bytes.last()) && bytes.iter().all(inner)
+}
+
+/// `IsDNS1123Label`.
+fn dns1123_label(text: &str) -> Result<(), String> {
+    if text.len() > MAX_LABEL {
+        return Err(format!("must be no more than {MAX_LABEL} characters"));
+    }
+    if !is_label_shaped(text) {
+        return Err("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character".into());
+    }
+    Ok(())
+}
+
+/// `IsDNS1123Subdomain`.
+fn dns1123_subdomain(text: &str) -> Result<(), String> {
+    if text.len() > MAX_SUBDOMAIN {
+        return Err(format!("must be no more than {MAX_SUBDOMAIN} characters"));
+    }
+    if !text.split('.').all(is_label_shaped) {
+        return Err("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character".into());
+    }
+    Ok(())
+}
+
+/// `IsDNS1035Label`.
+fn dns1035_label(text: &str) -> Result<(), String> {
+    if text.len() > MAX_LABEL {
+        return Err(format!("must be no more than {MAX_LABEL} characters"));
+    }
+    if !is_label_shaped(text) || !text.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character".into());
+    }
+    Ok(())
+}
+
+/// Alphanumerics, `-`, `_` and `.`, starting and ending alphanumeric: the
+/// name part of a qualified name, and a non-empty label value.
+fn is_qualified_part(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let edge = |b: Option<&u8>| b.is_some_and(u8::is_ascii_alphanumeric);
+    edge(bytes.first())
+        && edge(bytes.last())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// `IsQualifiedName`: a name part with an optional DNS-1123 subdomain
+/// prefix and `/`.
+fn qualified_name(text: &str) -> Result<(), String> {
+    let (prefix, name) = match text.split_once('/') {
+        None => (None, text),
+        Some((_, name)) if name.contains('/') => {
+            return Err("a qualified name is a name with an optional DNS subdomain prefix and one '/' (e.g. 'example.com/MyName')".into());
+        }
+        Some((prefix, name)) => (Some(prefix), name),
+    };
+    if let Some(prefix) = prefix {
+        if prefix.is_empty() {
+            return Err("prefix part must be non-empty".into());
+        }
+        dns1123_subdomain(prefix).map_err(|why| format!("prefix part {why}"))?;
+    }
+    if name.is_empty() {
+        return Err("name part must be non-empty".into());
+    }
+    if name.len() > MAX_LABEL {
+        return Err(format!(
+            "name part must be no more than {MAX_LABEL} characters"
+        ));
+    }
+    if !is_qualified_part(name) {
+        return Err("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character".into());
+    }
+    Ok(())
+}
+
+/// Label keys are qualified names and label values strings of at most 63
+/// characters, empty or alphanumerics, `-`, `_` and `.` between
+/// alphanumerics (`IsValidLabelValue`).
+fn check_labels(labels: &Map<String, Value>) -> Result<(), String> {
+    for (key, value) in labels {
+        qualified_name(key).map_err(|why| {
+            format!(
+                "metadata.labels: {} is not a valid label key: {why}",
+                quote(key)
+            )
+        })?;
+        let Some(value) = value.as_str() else {
+            return Err(format!("metadata.labels[{key}] must be a string"));
+        };
+        let why = if value.len() > MAX_LABEL {
+            format!("must be no more than {MAX_LABEL} characters")
+        } else if !value.is_empty() && !is_qualified_part(value) {
+            "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character".into()
+        } else {
+            continue;
+        };
+        return Err(format!(
+            "metadata.labels[{key}]: {} is not a valid label value: {why}",
+            quote(value)
+        ));
+    }
+    Ok(())
+}
+
+/// Annotation keys are qualified names once lower-cased (as the API server
+/// checks them); values are strings.
+fn check_annotation_keys(annotations: &Map<String, Value>) -> Result<(), String> {
+    for (key, value) in annotations {
+        qualified_name(&key.to_ascii_lowercase()).map_err(|why| {
+            format!(
+                "metadata.annotations: {} is not a valid annotation key: {why}",
+                quote(key)
+            )
+        })?;
+        if !value.is_string() {
+            return Err(format!("metadata.annotations[{key}] must be a string"));
+        }
+    }
     Ok(())
 }
 
@@ -510,7 +804,7 @@ mod tests {
             ),
             (
                 json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a", "namespace": "ns"}}),
-                "child 2 (Namespace a) is cluster-scoped but has namespace \"ns\"",
+                "child 2 (Namespace a) is cluster-scoped and cannot be owned by a namespaced composite",
             ),
         ];
         for (mut child, expected) in cases {
@@ -524,9 +818,214 @@ mod tests {
         assert_eq!(err, "child 1 (v1 K ns/a) duplicates an earlier child");
         // Parts that could run into each other are still told apart.
         let mut seen = HashSet::new();
-        for (kind, name) in [("K\0x", "y"), ("K", "x\0y")] {
+        for (kind, name) in [("Kx", "y"), ("K", "xy")] {
             let mut child = json!({"apiVersion": "v1", "kind": kind, "metadata": {"name": name}});
             check_and_stamp(0, &mut child, &s, &mut seen).unwrap();
         }
+    }
+
+    fn refusal(child: Value, namespace: &str) -> String {
+        let mut child = child;
+        check_and_stamp(3, &mut child, &stamp(namespace), &mut HashSet::new()).unwrap_err()
+    }
+
+    fn named(api_version: &str, kind: &str, name: &str) -> Value {
+        json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name}})
+    }
+
+    #[test]
+    fn cluster_scoped_children_only_of_cluster_scoped_composites() {
+        for (api_version, kind) in [
+            ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+            ("v1", "Namespace"),
+            (
+                "admissionregistration.k8s.io/v1",
+                "ValidatingWebhookConfiguration",
+            ),
+            (
+                "admissionregistration.k8s.io/v1",
+                "MutatingWebhookConfiguration",
+            ),
+        ] {
+            assert_eq!(
+                refusal(named(api_version, kind, "x"), "ns"),
+                cluster_scoped_child(3, kind, "x")
+            );
+            let mut child = named(api_version, kind, "x");
+            check_and_stamp(0, &mut child, &stamp(""), &mut HashSet::new()).unwrap();
+            assert!(child["metadata"].get("namespace").is_none(), "{child}");
+        }
+        let mut with_namespace = named("v1", "Namespace", "a");
+        with_namespace["metadata"]["namespace"] = json!("ns");
+        assert_eq!(
+            refusal(with_namespace, ""),
+            "child 3 (Namespace a) is cluster-scoped but has namespace \"ns\""
+        );
+        // The same kind name in another group is not the built-in one.
+        let mut custom = named("example.com/v1", "Namespace", "x");
+        check_and_stamp(0, &mut custom, &stamp("ns"), &mut HashSet::new()).unwrap();
+        assert_eq!(custom["metadata"]["namespace"], "ns");
+    }
+
+    #[test]
+    fn names_the_api_server_refuses_are_refused_with_the_childs_index() {
+        let long = "a".repeat(254);
+        for (api_version, kind, name, why) in [
+            ("v1", "Secret", "Bad_Name", "a lowercase RFC 1123 subdomain"),
+            ("v1", "Secret", "UPPER", "a lowercase RFC 1123 subdomain"),
+            ("v1", "Secret", long.as_str(), "no more than 253 characters"),
+            ("v1", "Secret", "a/b", "may not contain '/'"),
+            ("v1", "Secret", ".", "may not be '.'"),
+            ("v1", "Secret", "..", "may not be '..'"),
+            ("v1", "Secret", "a\0b", "a lowercase RFC 1123 subdomain"),
+            ("v1", "Secret", "-a", "a lowercase RFC 1123 subdomain"),
+            (
+                "example.com/v1",
+                "Thing",
+                "a..b",
+                "a lowercase RFC 1123 subdomain",
+            ),
+            ("v1", "Service", "1st", "a DNS-1035 label"),
+            ("v1", "Namespace", "a.b", "a lowercase RFC 1123 label"),
+            (
+                "rbac.authorization.k8s.io/v1",
+                "Role",
+                "a/b",
+                "may not contain '/'",
+            ),
+            (
+                "rbac.authorization.k8s.io/v1",
+                "Role",
+                "a%b",
+                "may not contain '%'",
+            ),
+            (
+                "rbac.authorization.k8s.io/v1",
+                "Role",
+                "a\u{1b}b",
+                "control characters",
+            ),
+        ] {
+            let namespace = if kind == "Namespace" { "" } else { "ns" };
+            let err = refusal(named(api_version, kind, name), namespace);
+            let prefix = format!(
+                "child 3 ({kind}): metadata.name {} is not a valid name: ",
+                quote(name)
+            );
+            assert!(err.starts_with(&prefix), "{err}");
+            assert!(err.contains(why), "{err} lacks {why}");
+            assert!(!err.chars().any(char::is_control), "{err:?}");
+            assert!(err.len() < 400, "{err}");
+        }
+        assert_eq!(
+            refusal(named("v1", "Secret", "Bad_Name"), "ns"),
+            "child 3 (Secret): metadata.name \"Bad_Name\" is not a valid name: a lowercase RFC 1123 \
+             subdomain must consist of lower case alphanumeric characters, '-' or '.', and must \
+             start and end with an alphanumeric character"
+        );
+        // What the API server takes passes.
+        for (api_version, kind, name) in [
+            ("v1", "Secret", "a.b-c.d"),
+            ("v1", "Secret", &"a".repeat(253)),
+            (
+                "rbac.authorization.k8s.io/v1",
+                "ClusterRole",
+                "system:controller:Weird_Name",
+            ),
+            ("v1", "Service", "web"),
+            ("example.com/v1", "Thing", "x0"),
+        ] {
+            let mut child = named(api_version, kind, name);
+            let namespace = if kind == "ClusterRole" { "" } else { "ns" };
+            check_and_stamp(0, &mut child, &stamp(namespace), &mut HashSet::new())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn api_versions_kinds_and_namespaces_are_checked() {
+        assert!(
+            refusal(named("Apps/v1", "Deployment", "a"), "ns")
+                .starts_with("child 3 has an invalid apiVersion \"Apps/v1\": the group ")
+        );
+        assert!(refusal(named("a/b/c", "K", "a"), "ns").contains("invalid apiVersion"));
+        assert!(
+            refusal(named("v1", "Config\u{1b}[2JMap", "a"), "ns")
+                .starts_with("child 3 (v1) has an invalid kind \"Config\\u{1b}[2JMap\": ")
+        );
+        let mut child = named("v1", "ConfigMap", "a");
+        child["metadata"]["namespace"] = json!("Bad_NS");
+        assert!(refusal(child, "").starts_with(
+            "child 3 (ConfigMap a): metadata.namespace \"Bad_NS\" is not a valid namespace: "
+        ));
+        let mut child = named("v1", "ConfigMap", "a");
+        child["metadata"]["namespace"] = json!("a".repeat(64));
+        assert!(refusal(child, "").contains("no more than 63 characters"));
+    }
+
+    #[test]
+    fn labels_and_annotations_are_checked() {
+        let with = |field: &str, value: Value| {
+            let mut child = named("v1", "ConfigMap", "a");
+            child["metadata"][field] = value;
+            child
+        };
+        for (field, value, why) in [
+            (
+                "labels",
+                json!({"Bad Key": "x"}),
+                "is not a valid label key: name part must consist",
+            ),
+            (
+                "labels",
+                json!({"/x": "x"}),
+                "prefix part must be non-empty",
+            ),
+            ("labels", json!({"a/b/c": "x"}), "is not a valid label key"),
+            (
+                "labels",
+                json!({"Example.com/x": "x"}),
+                "prefix part a lowercase RFC 1123 subdomain",
+            ),
+            (
+                "labels",
+                json!({"x": "a b"}),
+                "metadata.labels[x]: \"a b\" is not a valid label value",
+            ),
+            (
+                "labels",
+                json!({"x": "a".repeat(64)}),
+                "no more than 63 characters",
+            ),
+            (
+                "labels",
+                json!({"x": 1}),
+                "metadata.labels[x] must be a string",
+            ),
+            (
+                "annotations",
+                json!({"bad key": "x"}),
+                "is not a valid annotation key",
+            ),
+            (
+                "annotations",
+                json!({"x": true}),
+                "metadata.annotations[x] must be a string",
+            ),
+            (
+                "annotations",
+                json!({"x": "y".repeat(256 << 10)}),
+                "over the API server's limit of 262144 bytes",
+            ),
+        ] {
+            let err = refusal(with(field, value), "ns");
+            assert!(err.starts_with("child 3 (ConfigMap a): metadata."), "{err}");
+            assert!(err.contains(why), "{err} lacks {why}");
+        }
+        // Upper case in an annotation key's prefix is fine (it is checked
+        // lower-cased), as are empty label values and names with dots.
+        let mut child = with("annotations", json!({"Example.COM/Some_Key": "x"}));
+        child["metadata"]["labels"] = json!({"app.kubernetes.io/name": "", "x": "A-b_c.d"});
+        check_and_stamp(0, &mut child, &stamp("ns"), &mut HashSet::new()).unwrap();
     }
 }

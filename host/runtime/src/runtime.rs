@@ -13,7 +13,7 @@ use crate::error::{Error, Phase, PluginId, Result};
 use crate::limits::Limits;
 use crate::plugin::{Metadata, Plugin, PluginInner, PluginPre, World};
 use crate::resources::ReadAccess;
-use crate::state::{HostEnv, State};
+use crate::state::{HostEnv, MAX_TABLE_ELEMENTS, State};
 
 /// How often the epoch advances. Deadlines are enforced with this
 /// granularity: 5 ms keeps the ticker's cost negligible (200 wake-ups a
@@ -90,7 +90,9 @@ impl RuntimeBuilder {
     /// the instance). Instances kept by [`crate::Reuse`] hold slots while
     /// idle; an evaluation that finds the pool full makes the runtime drop
     /// them first. Linear memories are capped at 256 MiB
-    /// (`POOLED_MAX_MEMORY`).
+    /// (`POOLED_MAX_MEMORY`); each of the `8 × concurrency` table slots
+    /// reserves 2 MiB of address space (262,144 elements, the same cap on all
+    /// of an evaluation's tables together that applies without pooling).
     pub fn pooling(mut self, concurrency: u32) -> Self {
         self.pooling = Some(concurrency.max(1));
         self
@@ -114,6 +116,13 @@ impl RuntimeBuilder {
                 .max_core_instances_per_component(64)
                 .max_memories_per_component(16)
                 .max_tables_per_component(32)
+                // One table may hold as many elements as all of an
+                // evaluation's tables together (the store's limiter caps the
+                // total, `MAX_TABLE_ELEMENTS`), so a plugin loads under this
+                // allocator exactly when it loads without it. The pool
+                // reserves `total_tables × 2 MiB` of address space for it
+                // (1 GiB for 64 slots), touched only as tables are used.
+                .table_elements(MAX_TABLE_ELEMENTS)
                 .max_memory_size(POOLED_MAX_MEMORY)
                 .linear_memory_keep_resident(POOLED_KEEP_RESIDENT)
                 .table_keep_resident(64 << 10)
@@ -565,9 +574,11 @@ impl Runtime {
     }
 }
 
-/// What one evaluation may make the host copy out of the guest: twice the
-/// output cap (list elements are counted at their host size too) plus 1 MiB
-/// for logs and host-call arguments.
+/// What the host copies out of the guest for one host call or for the
+/// answer (wasmtime's hostcall fuel, which starts afresh for each), and the
+/// copy budget all of them together are charged against in one evaluation
+/// (`HostEnv::charge`): twice the output cap (list elements are counted at
+/// their host size too) plus 1 MiB for logs and host-call arguments.
 pub(crate) fn hostcall_budget(limits: &Limits) -> usize {
     limits
         .max_output_bytes

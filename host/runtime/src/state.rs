@@ -25,7 +25,8 @@ pub(crate) struct State {
     pub(crate) env: HostEnv,
     pub(crate) stdout: CapturedOutput,
     pub(crate) stderr: CapturedOutput,
-    /// What the host copies out of the guest at most in one evaluation.
+    /// What the host copies out of the guest at most in one host call or
+    /// answer (wasmtime's hostcall fuel); `HostEnv::charge` bounds their sum.
     pub(crate) hostcall_budget: usize,
 }
 
@@ -48,6 +49,27 @@ pub(crate) struct HostEnv {
     pub(crate) secrets_derived: u32,
     max_log_lines: usize,
     max_log_bytes: usize,
+    /// Bytes the plugin handed the host so far in this evaluation: every
+    /// host call's arguments (log messages, read arguments, secret purposes)
+    /// and, at the end, its answer. See [`HostEnv::charge`].
+    copied: usize,
+    /// What `copied` may reach: the hostcall budget
+    /// (`crate::runtime::hostcall_budget`), for the whole evaluation.
+    copy_budget: usize,
+}
+
+/// The plugin handed the host more than one evaluation's copy budget; fails
+/// the evaluation as `output too large`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "handed the host {copied} bytes in one evaluation (host-call arguments and the answer), \
+     over the budget of {budget} bytes"
+)]
+pub(crate) struct CopyBudgetExceeded {
+    /// Bytes handed over, with the call that went over.
+    pub(crate) copied: usize,
+    /// The budget.
+    pub(crate) budget: usize,
 }
 
 /// A log line a plugin wrote through the host interface.
@@ -56,7 +78,8 @@ pub struct LogLine {
     /// Its level.
     pub level: LogLevel,
     /// The message, cut to 1 KiB or to what is left of the evaluation's log
-    /// byte budget, whichever is less.
+    /// byte budget, whichever is less. The budget is spent by what the
+    /// plugin offered, not by what was kept.
     pub message: String,
 }
 
@@ -150,6 +173,7 @@ impl State {
         // A refused grow in an earlier evaluation must not make a later,
         // unrelated trap read as "memory cap reached".
         self.limiter.hit_memory_cap = false;
+        self.limiter.hit_table_cap = false;
         self.stdout.clear();
         self.stderr.clear();
     }
@@ -172,7 +196,26 @@ impl HostEnv {
             secrets_derived: 0,
             max_log_lines: limits.max_log_lines,
             max_log_bytes: limits.max_log_bytes,
+            copied: 0,
+            copy_budget: crate::runtime::hostcall_budget(limits),
         }
+    }
+
+    /// Charges `bytes` the plugin handed the host against the evaluation's
+    /// copy budget. wasmtime's hostcall fuel bounds each host call (and the
+    /// answer) on its own and starts afresh for the next; this is what
+    /// bounds their sum. Every host function charges what it was given
+    /// before it does anything else, and the evaluation core charges the
+    /// answer.
+    pub(crate) fn charge(&mut self, bytes: usize) -> Result<(), CopyBudgetExceeded> {
+        self.copied = self.copied.saturating_add(bytes);
+        if self.copied > self.copy_budget {
+            return Err(CopyBudgetExceeded {
+                copied: self.copied,
+                budget: self.copy_budget,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -192,19 +235,23 @@ impl crate::bindings::tessera::plugin::composition_types::Host for State {}
 impl crate::bindings::policy::tessera::plugin::policy_types::Host for State {}
 
 impl host::Host for State {
-    fn log(&mut self, level: host::LogLevel, message: String) {
+    fn log(&mut self, level: host::LogLevel, message: String) -> wasmtime::Result<()> {
         let env = &mut self.env;
+        env.charge(message.len())?;
         // Bounded: a plugin that logs in a loop costs the host a counter,
         // not memory.
         if env.logs.len() >= env.max_log_lines || env.log_bytes >= env.max_log_bytes {
             env.logs_dropped += 1;
-            return;
+            return Ok(());
         }
         let room = (env.max_log_bytes - env.log_bytes).min(crate::limits::MAX_LOG_LINE);
+        // What was offered counts against the log budget, not what is kept:
+        // otherwise lines cut short (or to nothing) would cost the budget
+        // little while each made the host copy a large string.
+        env.log_bytes = env.log_bytes.saturating_add(message.len());
         // A copy of what is kept, so a cut line does not keep the whole
         // allocation the plugin sent alive.
         let message = tessera_types::text::truncate(&message, room).to_string();
-        env.log_bytes += message.len();
         env.logs.push(LogLine {
             level: match level {
                 host::LogLevel::Debug => LogLevel::Debug,
@@ -214,10 +261,21 @@ impl host::Host for State {
             },
             message,
         });
+        Ok(())
     }
 
-    fn get_resource(&mut self, target: types::ResourceRef) -> Result<Option<String>, String> {
-        self.env
+    fn get_resource(
+        &mut self,
+        target: types::ResourceRef,
+    ) -> wasmtime::Result<Result<Option<String>, String>> {
+        self.env.charge(
+            target.api_version.len()
+                + target.kind.len()
+                + target.namespace.as_ref().map_or(0, String::len)
+                + target.name.len(),
+        )?;
+        Ok(self
+            .env
             .reads
             .get(
                 &self.env.plugin,
@@ -226,7 +284,7 @@ impl host::Host for State {
                 target.namespace.as_deref(),
                 &target.name,
             )
-            .map(|found| found.map(|v| v.to_string()))
+            .map(|found| found.map(|v| v.to_string())))
     }
 
     fn list_resources(
@@ -235,8 +293,15 @@ impl host::Host for State {
         kind: String,
         namespace: Option<String>,
         label_selector: Option<String>,
-    ) -> Result<Vec<String>, String> {
-        self.env
+    ) -> wasmtime::Result<Result<Vec<String>, String>> {
+        self.env.charge(
+            api_version.len()
+                + kind.len()
+                + namespace.as_ref().map_or(0, String::len)
+                + label_selector.as_ref().map_or(0, String::len),
+        )?;
+        Ok(self
+            .env
             .reads
             .list(
                 &self.env.plugin,
@@ -245,30 +310,48 @@ impl host::Host for State {
                 namespace.as_deref(),
                 label_selector.as_deref(),
             )
-            .map(|found| found.iter().map(|v| v.to_string()).collect())
+            .map(|found| found.iter().map(|v| v.to_string()).collect()))
     }
 }
 
 impl credentials::Host for State {
-    fn derive_secret(&mut self, purpose: String, length: u32) -> String {
+    fn derive_secret(&mut self, purpose: String, length: u32) -> wasmtime::Result<String> {
+        self.env.charge(purpose.len())?;
         self.env.secrets_derived = self.env.secrets_derived.saturating_add(1);
-        match &self.env.secrets {
+        Ok(match &self.env.secrets {
             Some((key, identity)) => key.derive(identity, &purpose, length),
             // Outside `expand` there is no composite to derive for; an empty
             // answer is deterministic and obviously unusable.
             None => String::new(),
-        }
+        })
     }
 }
 
-/// Enforces the memory cap and the instance-count limit, and remembers
-/// whether the cap was hit so a later trap is reported as out-of-memory.
+/// Table elements all of an evaluation's tables may hold together: 2^18
+/// (262,144). wasmtime stores a table element as one pointer (8 bytes), under
+/// both allocators, so tables can make the host hold at most 2 MiB per
+/// evaluation, however many tables a plugin declares or grows. A Rust plugin
+/// uses a few hundred; the largest modules wasmtime knows of (C# in debug)
+/// about 10,000 in their one table, so this leaves room for language runtimes.
+/// The pooling allocator reserves its tables at this size too
+/// (`PoolingAllocationConfig::table_elements`), so one table may be as large
+/// under either allocator.
+pub(crate) const MAX_TABLE_ELEMENTS: usize = 1 << 18;
+
+/// Enforces the memory cap, the cap on table elements
+/// ([`MAX_TABLE_ELEMENTS`]) and the limits on how many instances, tables and
+/// memories a plugin may create, and remembers whether a cap was hit so a
+/// later trap is reported as out-of-memory.
 pub(crate) struct MemoryLimiter {
     memory_bytes: usize,
     max_instances: usize,
     max_tables: usize,
     max_memories: usize,
     pub(crate) hit_memory_cap: bool,
+    /// Whether a table was refused for passing [`MAX_TABLE_ELEMENTS`].
+    pub(crate) hit_table_cap: bool,
+    /// Table elements (all tables together) granted now.
+    total_table_elements: usize,
     /// The most linear memory (all memories together) granted so far.
     pub(crate) peak_memory: usize,
     /// Linear memory (all memories together) granted now.
@@ -283,6 +366,8 @@ impl MemoryLimiter {
             max_tables: limits.max_instances,
             max_memories: limits.max_instances,
             hit_memory_cap: false,
+            hit_table_cap: false,
+            total_table_elements: 0,
             peak_memory: 0,
             total_memory: 0,
         }
@@ -316,13 +401,24 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        // Tables hold function references; 1M entries is far beyond any real
-        // plugin and keeps a table-growth bomb bounded.
-        Ok(desired <= 1 << 20)
+        // Called for every table an instance creates (current 0, desired its
+        // minimum) and every `table.grow`. The cap is on all tables
+        // together, like the memory cap: a per-table cap alone lets a plugin
+        // multiply it by the number of tables. Refused (`Ok(false)`) rather
+        // than trapped, as wasm asks: instantiation then fails, and
+        // `table.grow` returns -1; either way the flag names the cap if the
+        // plugin then dies.
+        let total = (self.total_table_elements - current).saturating_add(desired);
+        if total > MAX_TABLE_ELEMENTS {
+            self.hit_table_cap = true;
+            return Ok(false);
+        }
+        self.total_table_elements = total;
+        Ok(true)
     }
 
     fn instances(&self) -> usize {

@@ -200,3 +200,47 @@ async fn the_host_keeps_serving_after_a_crash() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_bound_on_children_is_checked_before_any_child_and_can_be_raised() {
+    let (kind, phase, text) = crash(run("many-children").await.unwrap_err());
+    assert_eq!((kind, phase), (CrashKind::OutputTooLarge, Phase::Output));
+    assert!(
+        text.contains("returned 600 children, over the limit of 500"),
+        "{text}"
+    );
+    // As a Composition, a suite or `--max-children` writes it.
+    let spec: tessera_runtime::LimitsSpec =
+        serde_json::from_value(json!({"maxChildren": 600})).unwrap();
+    let composed = faulty("many-children")
+        .await
+        .with_limits(spec.to_limits().unwrap())
+        .expand(&composite(), &[], &ctx())
+        .await
+        .unwrap();
+    assert_eq!(composed.children.len(), 600);
+}
+
+#[tokio::test]
+async fn host_calls_share_one_copy_budget_per_evaluation() {
+    for mode in ["many-large-logs", "many-large-reads"] {
+        let (kind, phase, text) = crash(run(mode).await.unwrap_err());
+        assert_eq!(
+            (kind, phase),
+            (CrashKind::OutputTooLarge, Phase::Expand),
+            "{mode}"
+        );
+        assert!(
+            text.contains("in one evaluation (host-call arguments and the answer)"),
+            "{mode}: {text}"
+        );
+    }
+    // A reused instance starts each evaluation with the whole budget.
+    let binding = faulty("long-lines")
+        .await
+        .reuse_instances(tessera_runtime::Reuse::default());
+    for _ in 0..3 {
+        let composed = binding.expand(&composite(), &[], &ctx()).await.unwrap();
+        assert_eq!(composed.report.logs.len(), 16);
+    }
+}

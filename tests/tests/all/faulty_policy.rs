@@ -44,3 +44,25 @@ async fn denials_and_refusals_are_answers() {
         "{refuse}"
     );
 }
+
+#[tokio::test]
+async fn policy_answers_and_refusals_are_held_to_the_output_cap() {
+    for mode in ["big-findings", "big-refusal"] {
+        let err = bind(FAULTY_POLICY, json!({"mode": mode}))
+            .await
+            .validate(&review())
+            .await
+            .unwrap_err();
+        match &err {
+            tessera_runtime::Error::Crashed { kind, phase, .. } => {
+                assert_eq!(*kind, tessera_runtime::CrashKind::OutputTooLarge, "{mode}");
+                assert_eq!(*phase, tessera_runtime::Phase::Output, "{mode}");
+            }
+            other => panic!("{mode}: expected a crash, got {other:?}"),
+        }
+        assert!(
+            err.to_string().contains("over the limit of 4194304 bytes"),
+            "{mode}: {err}"
+        );
+    }
+}

@@ -72,6 +72,7 @@ fn parse_limits(cell: &str) -> Limits {
             }
             "output" => limits
                 .max_output_bytes(value.trim_end_matches("MiB").parse::<usize>().unwrap() << 20),
+            "children" => limits.max_children(value.parse().unwrap()),
             other => panic!("unknown limit {other}"),
         };
     }
@@ -101,7 +102,10 @@ async fn load_case(what: &str) -> Error {
         "core module" => b"\0asm\x01\0\0\0".to_vec(),
         "wasi-command" => std::fs::read(WASI_COMMAND).unwrap(),
         "unknown import" => wat::parse_str(crate::common::UNKNOWN_IMPORT_WAT).unwrap(),
-        other => panic!("unknown load case {other}"),
+        other => match crate::wat_plugins::named(other) {
+            Some(spec) => crate::wat_plugins::component(&spec),
+            None => panic!("unknown load case {other}"),
+        },
     };
     let runtime = Runtime::builder().no_cache().build().unwrap();
     runtime
@@ -157,21 +161,40 @@ async fn run_case(case: &Case) -> (String, String, Duration) {
     if let Some(what) = case.plugin.strip_prefix("load: ") {
         let started = Instant::now();
         let err = load_case(what).await;
-        assert!(
-            matches!(err, Error::Incompatible { .. }),
-            "{}: {err:?}",
-            case.name
-        );
-        return ("load error".into(), err.to_string(), started.elapsed());
+        // Bytes the host cannot use are a load error; a plugin that
+        // instantiates but breaks a bound while answering `metadata` (its
+        // tables, its settings schema) crashed.
+        let outcome = match &err {
+            Error::Incompatible { .. } => "load error".to_string(),
+            Error::Crashed { kind, .. } => format!("crash: {kind}"),
+            other => panic!("{}: {other:?}", case.name),
+        };
+        return (outcome, err.to_string(), started.elapsed());
     }
-    let path = match case.plugin.as_str() {
-        "faulty" => FAULTY,
-        "faulty-policy" => FAULTY_POLICY,
-        other => panic!("unknown plugin {other}"),
-    };
-    let binding = bind(path, case.settings.clone())
-        .await
-        .with_limits(case.limits.clone());
+    let binding = match case.plugin.strip_prefix("wat: ") {
+        // A plugin `wat_plugins.rs` writes in the text format.
+        Some(what) => {
+            let spec = crate::wat_plugins::named(what)
+                .unwrap_or_else(|| panic!("unknown plugin {}", case.plugin));
+            let plugin = runtime()
+                .load(
+                    &crate::wat_plugins::component(&spec),
+                    std::path::Path::new(&format!("{what}.wasm")),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+            Binding::new(plugin, case.settings.clone()).expect("settings")
+        }
+        None => {
+            let path = match case.plugin.as_str() {
+                "faulty" => FAULTY,
+                "faulty-policy" => FAULTY_POLICY,
+                other => panic!("unknown plugin {other}"),
+            };
+            bind(path, case.settings.clone()).await
+        }
+    }
+    .with_limits(case.limits.clone());
     let started = Instant::now();
     let result = if case.plugin == "faulty-policy" {
         binding.validate(&review()).await.map(|v| {
@@ -200,7 +223,7 @@ async fn run_case(case: &Case) -> (String, String, Duration) {
 
 /// What "ok" means for the modes that succeed.
 fn check_success(mode: &Value, composed: &tessera_runtime::Composed) {
-    match mode.as_str().unwrap() {
+    match mode.as_str().unwrap_or_default() {
         "wasi-escape" => {
             let attempts = composed.children[0]["data"].as_object().unwrap();
             assert!(attempts.len() >= 11, "{attempts:?}");
@@ -216,6 +239,20 @@ fn check_success(mode: &Value, composed: &tessera_runtime::Composed) {
             assert_eq!(composed.report.logs.len(), 1000);
             assert_eq!(composed.report.logs_dropped, 99_000);
         }
+        "long-lines" => {
+            // Each 4 KiB line spends 4 KiB of the 64 KiB budget; 1 KiB kept.
+            assert_eq!(composed.report.logs.len(), 16);
+            assert_eq!(composed.report.logs_dropped, 184);
+            for line in &composed.report.logs {
+                assert_eq!(line.message.len(), 1024);
+            }
+        }
+        "huge-log" => {
+            assert_eq!(composed.report.logs.len(), 1);
+            assert_eq!(composed.report.logs[0].message.len(), 1024);
+            assert_eq!(composed.report.logs_dropped, 199);
+        }
+        "many-children" => assert_eq!(composed.children.len(), 600),
         _ => {}
     }
 }

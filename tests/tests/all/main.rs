@@ -8,17 +8,20 @@ mod common;
 mod runtime;
 mod stamping;
 mod suites;
+mod terminal;
 
 mod database;
 mod faulty;
 mod faulty_policy;
 mod fuel;
 mod hostile;
+mod hostile_metadata;
 mod provenance;
 mod require_labels;
 mod reuse;
 mod service_binding;
 mod wasi_command;
+mod wat_plugins;
 mod web_app;
 
 macro_rules! plugin_has_tests {

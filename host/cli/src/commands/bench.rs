@@ -63,7 +63,7 @@ pub(crate) async fn execute(args: BenchArgs, io: &mut Stdio<'_>) -> Outcome {
         writeln!(
             io.stdout,
             "{}",
-            serde_json::to_string_pretty(&measurements)?
+            crate::json_for_terminal(&serde_json::to_string_pretty(&measurements)?)
         )?;
     } else {
         write!(io.stdout, "{}", measure::render_text(&measurements))?;

@@ -9,7 +9,7 @@ use tessera_runtime::Runtime;
 
 use crate::commands::Format;
 use crate::failure::{Failure, Outcome};
-use crate::{EXIT_OK, GlobalArgs, Stdio, build_runtime, progress};
+use crate::{EXIT_OK, GlobalArgs, Stdio, Untrusted, build_runtime, json_for_terminal, progress};
 
 #[derive(Debug, Args)]
 pub(crate) struct InspectArgs {
@@ -72,21 +72,28 @@ async fn inspect(
             .map_err(|e| e.to_string())
     };
     if json == Some(true) {
-        let mut text = serde_json::to_string_pretty(&description).expect("JSON values serialize");
+        let mut text = json_for_terminal(
+            &serde_json::to_string_pretty(&description).expect("JSON values serialize"),
+        );
         text.push('\n');
         write(io, text)?;
         return Ok(EXIT_OK);
     }
+    // Everything below but the digest, size and cache is what the plugin says
+    // about itself: one line each through `Untrusted`, so that a description
+    // cannot draw lines of its own (a second `digest:`). The settings schema
+    // is printed as JSON, whose strings escape every control character
+    // (`json_for_terminal`: DEL and C1 too).
     let kinds = meta
         .kinds
         .iter()
-        .map(|k| format!("{} {}", k.api_version, k.kind))
+        .map(|k| format!("{} {}", Untrusted(&k.api_version), Untrusted(&k.kind)))
         .collect::<Vec<_>>();
     let mut text = String::new();
     let mut line = |key: &str, value: String| text.push_str(&format!("{key:<13}{value}\n"));
-    line("name:", meta.name.clone());
-    line("version:", meta.version.clone());
-    line("description:", meta.description.clone());
+    line("name:", Untrusted(&meta.name).to_string());
+    line("version:", Untrusted(&meta.version).to_string());
+    line("description:", Untrusted(&meta.description).to_string());
     line(
         "world:",
         match plugin.wit_version() {
@@ -114,13 +121,14 @@ async fn inspect(
     );
     line("imports:", String::new());
     for import in plugin.imports() {
-        text.push_str(&format!("  {import}\n"));
+        text.push_str(&format!("  {}\n", Untrusted(import)));
     }
     match &meta.settings_schema {
         Some(schema) => {
             text.push_str("settings schema:\n");
-            let pretty =
-                serde_json::to_string_pretty(schema).unwrap_or_else(|_| Value::Null.to_string());
+            let pretty = json_for_terminal(
+                &serde_json::to_string_pretty(schema).unwrap_or_else(|_| Value::Null.to_string()),
+            );
             for l in pretty.lines() {
                 text.push_str(&format!("  {l}\n"));
             }

@@ -29,6 +29,9 @@ pub(crate) struct LimitsArgs {
     /// accounting) [default: none].
     #[arg(long, value_name = "UNITS")]
     fuel: Option<u64>,
+    /// Most children one expansion may return [default: 500].
+    #[arg(long, value_name = "COUNT")]
+    max_children: Option<u32>,
 }
 
 impl LimitsArgs {
@@ -39,6 +42,7 @@ impl LimitsArgs {
             memory: self.memory.clone(),
             output: self.output_limit.clone(),
             fuel: self.fuel,
+            max_children: self.max_children,
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::input::{
     read_settings, split_policy_arg,
 };
 use crate::report::{describe, write_finding, write_report};
-use crate::{EXIT_DENIED, EXIT_OK, GlobalArgs, Stdio, build_runtime};
+use crate::{EXIT_DENIED, EXIT_OK, GlobalArgs, Stdio, Untrusted, build_runtime, json_for_terminal};
 
 #[derive(Debug, Args)]
 pub(crate) struct RenderArgs {
@@ -159,7 +159,10 @@ pub(crate) async fn execute(global: &GlobalArgs, args: RenderArgs, io: &mut Stdi
                 write_finding(io.stderr, &policy.name, &child_name, finding)?;
             }
             if !verdict.allowed {
-                denials.push(format!("{child_name} denied by policy {}", policy.name));
+                denials.push(format!(
+                    "{child_name} denied by policy {}",
+                    Untrusted(&policy.name)
+                ));
             }
         }
     }
@@ -180,7 +183,7 @@ pub(crate) async fn execute(global: &GlobalArgs, args: RenderArgs, io: &mut Stdi
     )?;
     let text = match args.output {
         Format::Yaml => documents::to_yaml_stream(&children).map_err(Failure)?,
-        Format::Json => documents::to_json_list(&children),
+        Format::Json => json_for_terminal(&documents::to_json_list(&children)),
     };
     io.stdout.write_all(text.as_bytes())?;
     io.stdout.flush()?;

@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use crate::commands::LimitsArgs;
 use crate::failure::{Failure, Outcome};
 use crate::suite;
-use crate::{EXIT_DENIED, EXIT_OK, GlobalArgs, Stdio, build_runtime};
+use crate::{EXIT_DENIED, EXIT_OK, GlobalArgs, Stdio, Untrusted, build_runtime};
 
 #[derive(Debug, Args)]
 pub(crate) struct TestArgs {
@@ -90,7 +90,6 @@ pub(crate) async fn execute(global: &GlobalArgs, args: TestArgs, io: &mut Stdio<
     let options = suite::RunOptions {
         filter: args.filter,
         update: args.update || std::env::var_os("TESSERA_BLESS").is_some_and(|v| v == "1"),
-        color,
         plugin_dir: args.plugin_dir,
     };
     // Fuel is counted when any case has a budget (it changes the compiled
@@ -104,7 +103,14 @@ pub(crate) async fn execute(global: &GlobalArgs, args: TestArgs, io: &mut Stdio<
 
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     for (case, outcome) in &results {
-        let label = format!("{} :: {}", case.suite.display(), case.name);
+        // The suite's path and the case's name are the user's; the reasons
+        // a case failed quote what plugins said, and are printed line by
+        // line through `tessera_types::text` like everything else.
+        let label = format!(
+            "{} :: {}",
+            Untrusted(&case.suite.display().to_string()),
+            Untrusted(&case.name)
+        );
         match outcome {
             CaseOutcome::Passed => {
                 passed += 1;
@@ -115,9 +121,7 @@ pub(crate) async fn execute(global: &GlobalArgs, args: TestArgs, io: &mut Stdio<
                 failed += 1;
                 let tag = if color { "\x1b[31mFAIL\x1b[0m" } else { "FAIL" };
                 writeln!(io.stdout, "{tag}   {label}")?;
-                for line in why.lines() {
-                    writeln!(io.stdout, "       {line}")?;
-                }
+                write_failure(io.stdout, why, color)?;
             }
         }
     }
@@ -134,4 +138,58 @@ pub(crate) async fn execute(global: &GlobalArgs, args: TestArgs, io: &mut Stdio<
         })?;
     }
     Ok(if failed > 0 { EXIT_DENIED } else { EXIT_OK })
+}
+
+/// Writes why a case failed, indented, each line with its control
+/// characters replaced; diffs are coloured (when `color`) only after that,
+/// so the escape sequences printed are Tessera's own.
+fn write_failure(out: &mut dyn std::io::Write, why: &str, color: bool) -> std::io::Result<()> {
+    let mut in_diff = false;
+    for line in tessera_types::text::lines(why) {
+        in_diff |= line == suite::DIFF_START;
+        match suite::colour(&line).filter(|_| color && in_diff) {
+            Some(sgr) => writeln!(out, "       {sgr}{line}\x1b[0m")?,
+            None => writeln!(out, "       {line}")?,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(why: &str, color: bool) -> String {
+        let mut out = Vec::new();
+        write_failure(&mut out, why, color).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn failures_print_no_escape_of_the_plugins_and_colour_only_diffs() {
+        let why = "findings: expected 0 findings, got 1: \x1b]0;pwned\x07\x1b[2J\r+x\n\
+                   golden g.yaml differs:\n--- expected\n+++ actual\n@@ -1 +1 @@\n-a: 1\n+a: \x1b[2J\n";
+        let plain = written(why, false);
+        assert!(
+            !plain.chars().any(|c| c.is_control() && c != '\n'),
+            "{plain:?}"
+        );
+        assert_eq!(plain.lines().count(), 7, "{plain}");
+        assert!(plain.lines().all(|l| l.starts_with("       ")), "{plain}");
+        let coloured = written(why, true);
+        // Only Tessera's own colours, on diff lines only.
+        assert_eq!(coloured.matches('\x1b').count(), 6, "{coloured:?}");
+        assert!(
+            coloured.contains("       \x1b[31m-a: 1\x1b[0m\n"),
+            "{coloured:?}"
+        );
+        assert!(
+            coloured
+                .lines()
+                .next()
+                .unwrap()
+                .starts_with("       findings"),
+            "{coloured:?}"
+        );
+    }
 }

@@ -11,7 +11,9 @@ use crate::documents::{self, display_name, parse_stream, read_text};
 use crate::failure::{Failure, Outcome};
 use crate::input::{check_object, check_stdin_once, load_plugin, objects, read_all, read_settings};
 use crate::report::{describe, verdict_value, write_finding, write_report};
-use crate::{EXIT_DENIED, EXIT_ERROR, EXIT_OK, GlobalArgs, Stdio, build_runtime, one_line};
+use crate::{
+    EXIT_DENIED, EXIT_ERROR, EXIT_OK, GlobalArgs, Stdio, build_runtime, json_for_terminal, one_line,
+};
 
 #[derive(Debug, Args)]
 pub(crate) struct ValidateArgs {
@@ -157,7 +159,7 @@ pub(crate) async fn execute(
     }
     let text = match args.output {
         Format::Yaml => documents::to_yaml_stream(&results).map_err(Failure)?,
-        Format::Json => documents::to_json_list(&results),
+        Format::Json => json_for_terminal(&documents::to_json_list(&results)),
     };
     io.stdout.write_all(text.as_bytes())?;
     io.stdout.flush()?;

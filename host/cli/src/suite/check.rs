@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 use tessera_runtime::{CrashKind, Error, Verdict};
+use tessera_types::text::Untrusted;
 
 use super::diff::unified_diff;
 use super::format::{ErrorExpect, Expect, FindingExpect, VerdictExpect};
@@ -23,12 +24,12 @@ pub(super) fn finish(failures: Vec<String>) -> Result<(), String> {
     }
 }
 
-/// `Kind/name` of a child.
+/// `Kind/name` of a child, safe to print.
 pub(super) fn child_id(child: &Value) -> String {
     format!(
         "{}/{}",
-        child["kind"].as_str().unwrap_or("?"),
-        child["metadata"]["name"].as_str().unwrap_or("?")
+        Untrusted(child["kind"].as_str().unwrap_or("?")),
+        Untrusted(child["metadata"]["name"].as_str().unwrap_or("?"))
     )
 }
 
@@ -37,7 +38,10 @@ pub(super) fn describe_findings(findings: &[tessera_runtime::Finding]) -> String
     if findings.is_empty() {
         return String::new();
     }
-    let list: Vec<String> = findings.iter().map(|f| f.message.clone()).collect();
+    let list: Vec<String> = findings
+        .iter()
+        .map(|f| Untrusted(&f.message).to_string())
+        .collect();
     format!(": {}", list.join("; "))
 }
 
@@ -48,7 +52,6 @@ pub(super) fn check_children(
     expect: &Expect,
     suite: &Path,
     update: bool,
-    color: bool,
     failures: &mut Vec<String>,
 ) {
     if let Some(names) = &expect.child_names {
@@ -72,7 +75,7 @@ pub(super) fn check_children(
             ));
             continue;
         };
-        if let Some(diff) = partial_diff(wanted, actual, color) {
+        if let Some(diff) = partial_diff(wanted, actual) {
             failures.push(format!("child {} differs:\n{diff}", child_id(actual)));
         }
     }
@@ -121,7 +124,7 @@ pub(super) fn check_children(
             Ok(expected) => failures.push(format!(
                 "golden {} differs (run with --update to accept):\n{}",
                 path.display(),
-                unified_diff(&expected, &actual, color)
+                unified_diff(&expected, &actual)
             )),
             Err(e) => failures.push(format!(
                 "{}: {e} (run with --update to create it)",
@@ -212,8 +215,9 @@ pub(super) fn check_error(error: &Error, wanted: &ErrorExpect) -> Result<(), Str
         Ok(())
     } else {
         Err(format!(
-            "error differs: {} (got: {text})",
-            problems.join(", ")
+            "error differs: {} (got: {})",
+            problems.join(", "),
+            Untrusted(&text)
         ))
     }
 }

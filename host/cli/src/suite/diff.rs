@@ -1,29 +1,32 @@
-//! Unified diffs of expected against actual text, optionally coloured.
+//! Unified diffs of expected against actual text, and their colours.
+//!
+//! A diff is plain text in a case's outcome (and the JUnit report); colour
+//! is added by `tessera test` when it prints, after the text (which quotes
+//! what plugins produced) went through `tessera_types::text`, so that the
+//! only escape sequences printed are these.
 
 /// A unified diff of expected (`-`) against actual (`+`).
-pub(crate) fn unified_diff(expected: &str, actual: &str, color: bool) -> String {
+pub(crate) fn unified_diff(expected: &str, actual: &str) -> String {
     let diff = similar::TextDiff::from_lines(expected, actual);
-    let text = diff
-        .unified_diff()
+    diff.unified_diff()
         .context_radius(3)
         .header("expected", "actual")
-        .to_string();
-    if !color {
-        return text;
+        .to_string()
+}
+
+/// The first line of every diff [`unified_diff`] writes.
+pub(crate) const DIFF_START: &str = "--- expected";
+
+/// The SGR colour of a line of a diff: green for an added line, red for a
+/// removed one, cyan for a hunk header.
+pub(crate) fn colour(line: &str) -> Option<&'static str> {
+    if line.starts_with('+') && !line.starts_with("+++") {
+        Some("\x1b[32m")
+    } else if line.starts_with('-') && !line.starts_with("---") {
+        Some("\x1b[31m")
+    } else if line.starts_with("@@") {
+        Some("\x1b[36m")
+    } else {
+        None
     }
-    text.lines()
-        .map(|line| {
-            if line.starts_with('+') && !line.starts_with("+++") {
-                format!("\x1b[32m{line}\x1b[0m")
-            } else if line.starts_with('-') && !line.starts_with("---") {
-                format!("\x1b[31m{line}\x1b[0m")
-            } else if line.starts_with("@@") {
-                format!("\x1b[36m{line}\x1b[0m")
-            } else {
-                line.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-        + "\n"
 }

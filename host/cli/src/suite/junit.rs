@@ -1,21 +1,30 @@
 //! The JUnit XML report of a run (`tessera test --output junit FILE`).
+//!
+//! Failure texts quote what plugins said. XML 1.0 allows no control
+//! character but tab, newline and return, and a report is also read on a
+//! terminal: attributes are one line ([`Untrusted`]), a failure's body keeps
+//! its lines ([`text::lines`]), and neither keeps a control character.
 
 use std::collections::BTreeMap;
 
+use tessera_types::text::{self, Untrusted};
+
 use super::{Case, Outcome};
+
+/// `&`, `<`, `>` and `"` as XML entities.
+fn xml(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
 
 /// A JUnit XML report of a run.
 pub(crate) fn junit(results: &[(Case, Outcome)]) -> String {
-    let escape = |s: &str| {
-        // XML 1.0 allows no control characters but tab, newline and return.
-        s.chars()
-            .filter(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'))
-            .collect::<String>()
-            .replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    };
+    // An attribute: one line, no control character.
+    let escape = |s: &str| xml(&Untrusted(s).to_string());
+    // A failure's body: its lines, none with a control character.
+    let body = |s: &str| xml(&text::lines(s).collect::<Vec<_>>().join("\n"));
     let mut by_suite: BTreeMap<String, Vec<&(Case, Outcome)>> = BTreeMap::new();
     for result in results {
         by_suite
@@ -58,7 +67,7 @@ pub(crate) fn junit(results: &[(Case, Outcome)]) -> String {
                 Outcome::Failed(why) => xml.push_str(&format!(
                     "><failure message=\"{}\">{}</failure></testcase>\n",
                     escape(why.lines().next().unwrap_or("failed")),
-                    escape(why)
+                    body(why)
                 )),
             }
         }
@@ -74,9 +83,8 @@ mod tests {
     use crate::suite::CaseKind;
     use crate::suite::format::{Expect, PolicyInput};
 
-    #[test]
-    fn junit_escapes() {
-        let case = Case {
+    fn a_case() -> Case {
+        Case {
             suite: "s.tessera.yaml".into(),
             name: "a <b>".into(),
             kind: CaseKind::Policy(PolicyInput {
@@ -92,10 +100,27 @@ mod tests {
             }),
             expect: Expect::default(),
             limits: tessera_runtime::Limits::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn junit_escapes() {
+        let mut case = a_case();
+        case.name = "a <b>".into();
         let xml = junit(&[(case, Outcome::Failed("x & \"y\"".into()))]);
         assert!(xml.contains("name=\"a &lt;b&gt;\""), "{xml}");
         assert!(xml.contains("failures=\"1\""), "{xml}");
         assert!(xml.contains("x &amp; &quot;y&quot;"), "{xml}");
+    }
+
+    #[test]
+    fn junit_keeps_no_control_character_of_a_plugin() {
+        let mut case = a_case();
+        case.name = "c\x1b[2J".into();
+        let why = "message: \x1b]0;pwned\x07\x1b[2J\r\nline two\x1b[31m\n";
+        let xml = junit(&[(case, Outcome::Failed(why.into()))]);
+        assert!(!xml.chars().any(|c| c.is_control() && c != '\n'), "{xml:?}");
+        assert!(xml.contains("line two"), "{xml}");
+        assert!(xml.contains("name=\"c\u{fffd}[2J\""), "{xml}");
     }
 }

@@ -46,6 +46,7 @@ use std::path::PathBuf;
 
 use tessera_runtime::Limits;
 
+pub(crate) use diff::{DIFF_START, colour};
 pub(crate) use discover::discover;
 pub(crate) use format::load_suite;
 pub(crate) use junit::junit;
@@ -103,8 +104,6 @@ pub(crate) struct RunOptions {
     pub(crate) filter: Option<String>,
     /// Rewrite golden files instead of comparing.
     pub(crate) update: bool,
-    /// Colour diffs.
-    pub(crate) color: bool,
     /// Where workspace plugins are found (`<dir>/<crate_name>.wasm`) instead
     /// of building them with cargo.
     pub(crate) plugin_dir: Option<PathBuf>,

@@ -25,7 +25,7 @@ fn project(expected: &Value, actual: &Value) -> Value {
     }
 }
 
-pub(super) fn partial_diff(expected: &Value, actual: &Value, color: bool) -> Option<String> {
+pub(super) fn partial_diff(expected: &Value, actual: &Value) -> Option<String> {
     if matches_partially(expected, actual) {
         return None;
     }
@@ -33,7 +33,6 @@ pub(super) fn partial_diff(expected: &Value, actual: &Value, color: bool) -> Opt
     Some(unified_diff(
         &to_yaml(expected),
         &to_yaml(&project(expected, actual)),
-        color,
     ))
 }
 
@@ -61,7 +60,7 @@ mod tests {
     #[test]
     fn diffs_show_only_asserted_fields() {
         let actual = json!({"kind": "Service", "metadata": {"name": "a"}, "spec": {"type": "ClusterIP", "port": 80}});
-        let diff = partial_diff(&json!({"spec": {"port": 81}}), &actual, false).unwrap();
+        let diff = partial_diff(&json!({"spec": {"port": 81}}), &actual).unwrap();
         assert!(
             diff.contains("-  port: 81") && diff.contains("+  port: 80"),
             "{diff}"

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use tessera_runtime::{Context, Limits, Operation, Review, UserInfo};
+use tessera_types::text::Untrusted;
 
 use super::check::{
     check_children, check_error, check_findings, check_verdicts, child_id, describe_findings,
@@ -105,7 +106,7 @@ async fn run_composition(
     let composed = binding.expand(&composite, &observed, &context()).await;
     let composed = match (composed, &expect.error) {
         (Err(e), Some(wanted)) => return check_error(&e, wanted),
-        (Err(e), None) => return Err(format!("expand failed: {e}")),
+        (Err(e), None) => return Err(format!("expand failed: {}", Untrusted(&e.to_string()))),
         (Ok(_), Some(_)) => return Err("expected an error, but expand succeeded".into()),
         (Ok(c), None) => c,
     };
@@ -115,12 +116,11 @@ async fn run_composition(
         expect,
         suite,
         plugins.options.update,
-        plugins.options.color,
         &mut failures,
     );
     if let Some(status) = &expect.status {
         let actual = composed.status.clone().unwrap_or(Value::Null);
-        if let Some(diff) = partial_diff(status, &actual, plugins.options.color) {
+        if let Some(diff) = partial_diff(status, &actual) {
             failures.push(format!("status differs:\n{diff}"));
         }
     }
@@ -192,7 +192,7 @@ async fn run_policy(
     };
     let verdict = match (binding.validate(&review).await, &expect.error) {
         (Err(e), Some(wanted)) => return check_error(&e, wanted),
-        (Err(e), None) => return Err(format!("validate failed: {e}")),
+        (Err(e), None) => return Err(format!("validate failed: {}", Untrusted(&e.to_string()))),
         (Ok(_), Some(_)) => return Err("expected an error, but validate succeeded".into()),
         (Ok(v), None) => v,
     };
@@ -229,14 +229,13 @@ async fn run_pipeline(
     let composed = binding
         .expand(&composite, &observed, &context())
         .await
-        .map_err(|e| format!("expand failed: {e}"))?;
+        .map_err(|e| format!("expand failed: {}", Untrusted(&e.to_string())))?;
     let mut failures = Vec::new();
     check_children(
         &composed.children,
         expect,
         suite,
         plugins.options.update,
-        plugins.options.color,
         &mut failures,
     );
     let mut all_allowed = true;
@@ -260,10 +259,13 @@ async fn run_pipeline(
                 old_object: None,
                 user_info: UserInfo::default(),
             };
-            let verdict = policy_binding
-                .validate(&review)
-                .await
-                .map_err(|e| format!("policy {name} on {}: {e}", child_id(child)))?;
+            let verdict = policy_binding.validate(&review).await.map_err(|e| {
+                format!(
+                    "policy {name} on {}: {}",
+                    child_id(child),
+                    Untrusted(&e.to_string())
+                )
+            })?;
             all_allowed &= verdict.allowed;
             verdicts.push((child_id(child), name.clone(), verdict));
         }

@@ -39,9 +39,10 @@ pub(crate) enum ReconcileError {
     #[error("{}", one_line(&.0.to_string()))]
     PluginFailed(#[source] tessera_runtime::Error),
     /// A namespaced composite has a cluster-scoped child, which it cannot
-    /// own.
-    #[error("{0}: a cluster-scoped child cannot be owned by a namespaced composite")]
-    InvalidChild(ChildKey),
+    /// own: the runtime's message for it
+    /// ([`tessera_runtime::provenance::cluster_scoped_child`]).
+    #[error("{0}")]
+    InvalidChild(String),
     /// The composition names a policy that does not exist.
     #[error("policy {policy} named by composition {composition} does not exist")]
     PolicyNotFound {
@@ -128,11 +129,13 @@ mod tests {
 
     #[test]
     fn reasons_and_messages_are_what_status_and_events_say() {
-        let invalid = ReconcileError::InvalidChild(key(""));
+        let invalid = ReconcileError::InvalidChild(
+            tessera_runtime::provenance::cluster_scoped_child(2, "ClusterRole", "admin"),
+        );
         assert_eq!(invalid.reason(), "InvalidChild");
         assert_eq!(
             invalid.to_string(),
-            "ConfigMap settings: a cluster-scoped child cannot be owned by a namespaced composite"
+            "child 2 (ClusterRole admin) is cluster-scoped and cannot be owned by a namespaced composite"
         );
         let missing = ReconcileError::PolicyNotFound {
             policy: "require-labels".into(),

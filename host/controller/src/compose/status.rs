@@ -2,9 +2,15 @@
 //! the plugin's own conditions and status fields, `observedGeneration`,
 //! `pluginDigest`, `resourceRefs`), written only when it changed, and the
 //! events of a reconcile.
+//!
+//! Conditions and events are read on terminals (`kubectl describe`, `kubectl
+//! get events`): every text in them that a plugin controls (its conditions,
+//! policy warnings and denials quoting findings, errors quoting refusals)
+//! goes through `tessera_types::text::one_line`, in the functions below that
+//! build them.
 
 use std::sync::atomic::Ordering;
-use tessera_types::text::shorten;
+use tessera_types::text::{one_line, shorten};
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
@@ -87,37 +93,14 @@ pub(super) async fn write_status(
                     "waiting for the plugin to report the composite ready",
                 )
             });
-            let message = if outcome.warnings.is_empty() {
-                format!("{} children in sync", outcome.refs.len())
-            } else {
-                format!(
-                    "{} children in sync; {}",
-                    outcome.refs.len(),
-                    outcome.warnings.join("; ")
-                )
-            };
-            conditions.push(Condition::new(
-                "Synced",
-                Status::True,
-                "ReconcileSuccess",
-                message,
-            ));
-            for c in &outcome.plugin_conditions {
-                if c.type_ == "Ready" || c.type_ == "Synced" {
-                    continue;
-                }
-                let s = match c.status {
-                    ConditionStatus::True => Status::True,
-                    ConditionStatus::False => Status::False,
-                    ConditionStatus::Unknown => Status::Unknown,
-                };
-                conditions.push(Condition::new(
-                    c.type_.clone(),
-                    s,
-                    c.reason.clone(),
-                    c.message.clone(),
-                ));
-            }
+            conditions.push(synced(outcome.refs.len(), &outcome.warnings));
+            conditions.extend(
+                outcome
+                    .plugin_conditions
+                    .iter()
+                    .filter(|c| c.type_ != "Ready" && c.type_ != "Synced")
+                    .map(plugin_condition),
+            );
             status.insert("pluginDigest".into(), json!(outcome.digest));
             status.insert("resourceRefs".into(), Value::Array(outcome.refs.clone()));
         }
@@ -137,12 +120,7 @@ pub(super) async fn write_status(
                 ),
                 None => Condition::new("Ready", Status::False, "Unknown", "not reconciled yet"),
             });
-            conditions.push(Condition::new(
-                "Synced",
-                Status::False,
-                error.reason(),
-                shorten(&error.to_string(), 1024),
-            ));
+            conditions.push(not_synced(error));
         }
     }
     let conditions = conditions::merge(conditions, &old_conditions, generation);
@@ -181,11 +159,115 @@ pub(super) async fn publish(
     let event = Event {
         type_,
         reason: reason.to_string(),
-        note: Some(shorten(&note, 1000)),
+        note: Some(event_note(&note)),
         action: "Reconcile".into(),
         secondary: None,
     };
     if let Err(error) = ctx.shared.recorder.publish(&event, &reference).await {
         tracing::warn!(%error, "publishing an event");
+    }
+}
+
+/// The `Synced` condition of a success: how many children, and the policy
+/// warnings (which quote findings) on one line.
+fn synced(children: usize, warnings: &[String]) -> Condition {
+    let message = if warnings.is_empty() {
+        format!("{children} children in sync")
+    } else {
+        format!("{children} children in sync; {}", warnings.join("; "))
+    };
+    Condition::new(
+        "Synced",
+        Status::True,
+        "ReconcileSuccess",
+        one_line(&message),
+    )
+}
+
+/// The `Synced` condition of a failure: its reason, and its message on one
+/// line cut to 1 KiB.
+fn not_synced(error: &ReconcileError) -> Condition {
+    Condition::new(
+        "Synced",
+        Status::False,
+        error.reason(),
+        shorten(&one_line(&error.to_string()), 1024),
+    )
+}
+
+/// A condition the plugin reported, each text on one line.
+fn plugin_condition(c: &tessera_runtime::Condition) -> Condition {
+    let status = match c.status {
+        ConditionStatus::True => Status::True,
+        ConditionStatus::False => Status::False,
+        ConditionStatus::Unknown => Status::Unknown,
+    };
+    Condition::new(
+        one_line(&c.type_),
+        status,
+        one_line(&c.reason),
+        one_line(&c.message),
+    )
+}
+
+/// An event's note: one line, cut to 1000 bytes.
+fn event_note(note: &str) -> String {
+    shorten(&one_line(note), 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ESCAPES: &str = "\x1b]0;pwned\x07\x1b[2J\u{9b}31m\x7f\r\ndigest: forged";
+
+    fn inert(text: &str) -> bool {
+        !text.chars().any(char::is_control)
+    }
+
+    #[test]
+    fn conditions_and_events_carry_no_control_character_of_a_plugin() {
+        let warning = format!("policy p: spec{ESCAPES}: message{ESCAPES}");
+        let synced = synced(2, &[warning]);
+        assert!(inert(&synced.message), "{:?}", synced.message);
+        assert!(
+            synced
+                .message
+                .starts_with("2 children in sync; policy p: spec")
+        );
+
+        let condition = plugin_condition(&tessera_runtime::Condition {
+            type_: format!("Type{ESCAPES}"),
+            status: ConditionStatus::False,
+            reason: format!("Reason{ESCAPES}"),
+            message: format!("message{ESCAPES}"),
+        });
+        for text in [&condition.type_, &condition.reason, &condition.message] {
+            assert!(inert(text), "{text:?}");
+        }
+        assert_eq!(condition.status, Status::False);
+
+        let denied = ReconcileError::PolicyDenied(format!(
+            "policy p denied ConfigMap t/c: metadata{ESCAPES}: message{ESCAPES}"
+        ));
+        let failed = not_synced(&denied);
+        assert!(inert(&failed.message), "{:?}", failed.message);
+        assert_eq!(failed.reason, "PolicyDenied");
+        let note = event_note(&denied.to_string());
+        assert!(inert(&note), "{note:?}");
+        assert!(note.contains("| digest: forged"), "{note}");
+    }
+
+    #[test]
+    fn well_formed_texts_are_unchanged() {
+        assert_eq!(synced(3, &[]).message, "3 children in sync");
+        assert_eq!(
+            synced(1, &["policy p: careful".into()]).message,
+            "1 children in sync; policy p: careful"
+        );
+        assert_eq!(
+            event_note("applied 1 and pruned 0 children"),
+            "applied 1 and pruned 0 children"
+        );
     }
 }

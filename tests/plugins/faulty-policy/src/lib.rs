@@ -22,6 +22,18 @@ pub fn validate(review: Review) -> Result<Verdict> {
             "denied on purpose",
         )])),
         "refuse" => Err(Error::new("cannot judge this object")),
+        "escapes" => {
+            // Terminal escapes and forged lines in everything a policy says,
+            // and a denial: the host prints none of them raw.
+            let escapes = "\x1b]0;pwned\x07\x1b[2J\u{9b}31m\x7f\r";
+            println!("out{escapes}\nforged: stdout line");
+            eprintln!("err{escapes}");
+            tessera_sdk::host::warn(&format!("log{escapes}\ndigest: sha256:forged"));
+            Ok(Verdict::from_findings(vec![
+                Finding::error(format!("message{escapes}\ndenied: forged"))
+                    .at(format!("metadata{escapes}")),
+            ]))
+        }
         "panic" => panic!("faulty policy panicked on purpose"),
         "loop" => {
             let mut n = 0u64;
@@ -36,6 +48,14 @@ pub fn validate(review: Review) -> Result<Verdict> {
                 std::hint::black_box(&hoard);
             }
         }
+        "big-findings" => {
+            // 5 findings of 1 MiB: over the default 4 MiB output cap.
+            let message = "f".repeat(1 << 20);
+            Ok(Verdict::from_findings(
+                (0..5).map(|_| Finding::error(message.clone())).collect(),
+            ))
+        }
+        "big-refusal" => Err(Error::at("spec", "r".repeat(5 << 20))),
         other => Err(Error::at(
             "settings.mode",
             format!("unknown mode {other:?}"),

@@ -130,6 +130,61 @@ pub fn expand(request: CompositionRequest) -> Result<Expansion> {
         "other-namespace" => {
             Ok(ok.child(config_map(&request, "elsewhere").with_namespace("kube-system")))
         }
+        "escapes" => {
+            // Terminal escapes (set the window title, clear the screen) and a
+            // forged line in everything a plugin says: the host prints none
+            // of them raw.
+            println!("out{ESCAPES}\nforged: stdout line");
+            eprintln!("err{ESCAPES}");
+            host::info(&format!("log{ESCAPES}\ndigest: sha256:forged"));
+            Ok(ok
+                .finding(
+                    Finding::warning(format!("message{ESCAPES}\ndenied: forged"))
+                        .at(format!("spec{ESCAPES}")),
+                )
+                .condition(tessera_sdk::Condition {
+                    type_: format!("Type{ESCAPES}"),
+                    status: tessera_sdk::ConditionStatus::False,
+                    reason: format!("Reason{ESCAPES}"),
+                    message: format!("condition{ESCAPES}\nforged"),
+                }))
+        }
+        "escapes-child" => {
+            // A child whose name carries escapes: refused, and the refusal
+            // quotes it escaped.
+            println!("out{ESCAPES}");
+            Ok(ok.child(request.child("v1", "ConfigMap", format!("name{ESCAPES}"))))
+        }
+        "cluster-scoped-child" => Ok(ok.child(request.child(
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRoleBinding",
+            "admin",
+        ))),
+        "bad-child-name" => {
+            // `settings.name` (repeated `settings.repeat` times) as the name
+            // of a child of `settings.kind` (default Secret).
+            let settings = request.settings();
+            let name = settings
+                .str("name")?
+                .repeat(settings.opt_int("repeat")?.unwrap_or(1) as usize);
+            let kind = settings.opt_str("kind")?.unwrap_or("Secret").to_string();
+            Ok(ok.child(request.child("v1", &kind, name)))
+        }
+        "bad-child-metadata" => {
+            // `settings.labels` and `settings.annotations` on a child, and
+            // `settings.annotationBytes` bytes of annotation.
+            let settings = request.settings();
+            let mut child = config_map(&request, "labelled").into_value();
+            for field in ["labels", "annotations"] {
+                if let Some(value) = settings.get(field) {
+                    child["metadata"][field] = value.clone();
+                }
+            }
+            if let Some(bytes) = settings.opt_int("annotationBytes")? {
+                child["metadata"]["annotations"] = json!({"big": "b".repeat(bytes as usize)});
+            }
+            Ok(ok.child(Object::from_value("child", child)?))
+        }
         "status-not-object" => Ok(ok.status(json!([1, 2]))),
         "big-output" => {
             // 8 children of 1 MiB each: over the default 4 MiB output cap.
@@ -170,6 +225,72 @@ pub fn expand(request: CompositionRequest) -> Result<Expansion> {
                 host::info(&format!("line {i}"));
             }
             Ok(ok)
+        }
+        "long-lines" => {
+            // 200 lines of 4 KiB: each is cut to 1 KiB, and each spends 4 KiB
+            // of the 64 KiB log budget, so 16 are kept.
+            let line = "l".repeat(4 << 10);
+            for _ in 0..200 {
+                host::info(&line);
+            }
+            Ok(ok)
+        }
+        "huge-log" => {
+            // A 16 MiB line, over what the host copies for one call, 200
+            // times: the SDK sends only what can still be kept, so the first
+            // is cut and counted like any long line and the rest dropped.
+            let line = "h".repeat(16 << 20);
+            for _ in 0..200 {
+                host::info(&line);
+            }
+            Ok(ok)
+        }
+        "many-large-logs" => {
+            // 1 MiB lines through the raw import (past the SDK's cut): each
+            // is copied by the host before it is cut, so their sum must be
+            // bounded per evaluation, not only each call.
+            let line = "m".repeat(1 << 20);
+            for _ in 0..64 {
+                tessera_sdk::wit::composition::tessera::plugin::host::log(
+                    host::LogLevel::Info,
+                    &line,
+                );
+            }
+            Ok(ok)
+        }
+        "many-large-reads" => {
+            // Reads the binding refuses, each with a 1 MiB name: answered
+            // with `err`, but the names are copied all the same.
+            let name = "r".repeat(1 << 20);
+            for _ in 0..64 {
+                let _ = host::get_resource("v1", "Secret", None, &name);
+            }
+            Ok(ok)
+        }
+        "logs-then-big-answer" => {
+            // 8 MiB of raw log lines, then a 2 MiB answer: each under its own
+            // bound, together over the evaluation's copy budget.
+            let line = "m".repeat(1 << 20);
+            for _ in 0..8 {
+                tessera_sdk::wit::composition::tessera::plugin::host::log(
+                    host::LogLevel::Info,
+                    &line,
+                );
+            }
+            Ok(Expansion::new().child(
+                request
+                    .child("v1", "ConfigMap", "big")
+                    .with("data", json!({"blob": "b".repeat(2 << 20)})),
+            ))
+        }
+        "many-children" => {
+            // 600 small children: far under the output cap, over the bound
+            // on how many children one expansion may return.
+            let mut expansion = Expansion::new();
+            for i in 0..600 {
+                expansion = expansion.child(config_map(&request, &format!("child-{i}")));
+            }
+            Ok(expansion)
         }
         "stderr" => {
             eprintln!("a note on stderr");
@@ -213,6 +334,10 @@ pub fn expand(request: CompositionRequest) -> Result<Expansion> {
         )),
     }
 }
+
+/// OSC 0 (set the window title) ended by BEL, then CSI 2J (clear the
+/// screen), a C1 CSI and DEL: what the `escapes` modes put in their text.
+const ESCAPES: &str = "\x1b]0;pwned\x07\x1b[2J\u{9b}31m\x7f\r";
 
 #[cfg(target_arch = "wasm32")]
 fn unreachable_instruction() -> ! {

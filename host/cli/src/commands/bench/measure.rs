@@ -197,7 +197,8 @@ pub fn render_text(m: &Measurements) -> String {
          throughput        {} evaluations/s fresh, {} warm (one thread)\n\
          fuel              {} per evaluation\n\
          peak memory       {} KiB per instance\n",
-        m["plugin"].as_str().unwrap_or("?"),
+        // The plugin names itself: printed like any text a plugin controls.
+        crate::Untrusted(m["plugin"].as_str().unwrap_or("?")),
         m["world"].as_str().unwrap_or("?"),
         m["compileMs"],
         m["cacheLoadMs"],
