@@ -1,10 +1,20 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease, as client-go does
 //! it: the holder renews the lease every `renew` period; another replica
-//! takes it over once it has not been renewed for `duration`; a holder that
-//! cannot renew in time stops leading; a holder that shuts down releases the
-//! lease so another replica takes over at once. Writes use the lease's
-//! resourceVersion, so two replicas never both win.
+//! takes it over once it has seen the lease record unchanged for the lease's
+//! `leaseDurationSeconds`; a holder that cannot renew in time stops leading;
+//! a holder that shuts down releases the lease so another replica takes over
+//! at once. Writes use the lease's resourceVersion, so two replicas never
+//! both win.
+//!
+//! Expiry is measured as client-go's `observedTime` does: on this replica's
+//! monotonic clock, from when it first saw the current record (holder,
+//! duration, acquire and renew times, transitions). The holder's `renewTime`
+//! is never compared with the local wall clock, so clock skew between
+//! replicas neither steals a live lease nor keeps a dead holder's. A replica
+//! that has just started therefore waits a full duration before taking over
+//! a lease that is not renewed, however old its `renewTime`.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -12,6 +22,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
+use tokio::time::Instant;
 
 /// Settings of one election.
 #[derive(Debug, Clone)]
@@ -28,11 +39,71 @@ pub struct LeaseConfig {
     pub renew: Duration,
 }
 
+/// What a Lease says about its holder: the record client-go compares to
+/// tell whether the holder still renews it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LeaseRecord {
+    holder: String,
+    duration_seconds: i32,
+    acquire_time: Option<Timestamp>,
+    renew_time: Option<Timestamp>,
+    transitions: i32,
+}
+
+impl LeaseRecord {
+    fn of(spec: &LeaseSpec) -> Self {
+        LeaseRecord {
+            holder: spec.holder_identity.clone().unwrap_or_default(),
+            duration_seconds: spec.lease_duration_seconds.unwrap_or(0),
+            acquire_time: spec.acquire_time.as_ref().map(|t| t.0),
+            renew_time: spec.renew_time.as_ref().map(|t| t.0),
+            transitions: spec.lease_transitions.unwrap_or(0),
+        }
+    }
+
+    /// How long the holder says the lease lasts without renewal.
+    fn duration(&self) -> Duration {
+        Duration::from_secs(u64::try_from(self.duration_seconds).unwrap_or(0))
+    }
+}
+
+/// This replica's view of the lease: the record it last read.
+#[derive(Debug, Default)]
+struct Observer {
+    last: Option<(LeaseRecord, Instant)>,
+}
+
+impl Observer {
+    /// Notes `record`, read at `now`.
+    fn observe(&mut self, record: &LeaseRecord, now: Instant) {
+        if self.last.as_ref().is_none_or(|(last, _)| last != record) {
+            self.last = Some((record.clone(), now));
+        }
+    }
+
+    /// Notes `record`, read at `now`, and says whether another replica may
+    /// take the lease over: it was released, or this replica has seen it
+    /// unchanged for its duration. As client-go's `observedTime`, this
+    /// counts on this replica's monotonic clock from when it first saw the
+    /// record, never compares its wall clock with the holder's `renewTime`:
+    /// clock skew between replicas neither steals a lease nor keeps a dead
+    /// holder's.
+    fn expired(&mut self, record: &LeaseRecord, now: Instant) -> bool {
+        self.observe(record, now);
+        if record.holder.is_empty() {
+            return true;
+        }
+        let (_, seen) = self.last.as_ref().expect("just observed");
+        now.saturating_duration_since(*seen) >= record.duration()
+    }
+}
+
 /// One replica's side of the election.
 #[derive(Debug)]
 pub struct Elector {
     api: Api<Lease>,
     config: LeaseConfig,
+    observer: Mutex<Observer>,
 }
 
 impl Elector {
@@ -41,6 +112,7 @@ impl Elector {
         Elector {
             api: Api::namespaced(client, &config.namespace),
             config,
+            observer: Mutex::new(Observer::default()),
         }
     }
 
@@ -75,18 +147,15 @@ impl Elector {
             };
         };
         let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
-        let holder = spec.holder_identity.clone().unwrap_or_default();
-        let ours = holder == self.config.identity;
-        if !ours && !holder.is_empty() {
-            let valid_for =
-                Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64);
-            let expired = spec.renew_time.as_ref().is_none_or(|renewed| {
-                let age = now.duration_since(renewed.0);
-                age.as_secs_f64() > valid_for.as_secs_f64()
-            });
-            if !expired {
-                return Ok(false);
-            }
+        let record = LeaseRecord::of(spec);
+        let ours = record.holder == self.config.identity;
+        let expired = self
+            .observer
+            .lock()
+            .expect("the lease observer")
+            .expired(&record, Instant::now());
+        if !ours && !expired {
+            return Ok(false);
         }
         if !ours {
             spec.acquire_time = Some(MicroTime(now));
@@ -163,5 +232,95 @@ impl Elector {
         {
             tracing::warn!(%error, "releasing the lease");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    /// A record of `holder` renewed at `renewed`, lasting 15 seconds.
+    fn record(holder: &str, renewed: Timestamp) -> LeaseRecord {
+        LeaseRecord {
+            holder: holder.into(),
+            duration_seconds: 15,
+            acquire_time: Some(renewed),
+            renew_time: Some(renewed),
+            transitions: 3,
+        }
+    }
+
+    /// `seconds` from now on the wall clock.
+    fn wall(seconds: i64) -> Timestamp {
+        Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_secs(seconds)
+    }
+
+    #[test]
+    fn a_record_seen_changing_is_not_expired_however_old_its_renew_time() {
+        // This replica's wall clock is an hour ahead of the holder's: every
+        // renewTime it reads is an hour old.
+        let mut observer = Observer::default();
+        let t0 = Instant::now();
+        let mut renewed = wall(-3600);
+        for step in 0..10 {
+            let now = t0 + step * 5 * SECOND;
+            assert!(
+                !observer.expired(&record("other", renewed), now),
+                "renewed {step} times, every 5s"
+            );
+            renewed += k8s_openapi::jiff::SignedDuration::from_secs(5);
+        }
+        // Just seen: not expired until 15s pass here without a change.
+        let seen = t0 + 45 * SECOND;
+        let last = record("other", renewed);
+        assert!(!observer.expired(&last, seen));
+        assert!(!observer.expired(&last, seen + 14 * SECOND));
+        assert!(observer.expired(&last, seen + 15 * SECOND));
+    }
+
+    #[test]
+    fn a_record_renewed_in_the_future_expires_once_it_stops_changing() {
+        // This replica's wall clock is an hour behind the holder's.
+        let mut observer = Observer::default();
+        let t0 = Instant::now();
+        let stuck = record("other", wall(3600));
+        assert!(!observer.expired(&stuck, t0), "first seen");
+        assert!(!observer.expired(&stuck, t0 + 14 * SECOND));
+        assert!(
+            observer.expired(&stuck, t0 + 15 * SECOND),
+            "unchanged for its duration"
+        );
+        // A change (a renewal, a new holder) starts the count again.
+        let renewed = LeaseRecord {
+            renew_time: Some(wall(3605)),
+            ..stuck.clone()
+        };
+        assert!(!observer.expired(&renewed, t0 + 16 * SECOND));
+        assert!(!observer.expired(&renewed, t0 + 30 * SECOND));
+        assert!(observer.expired(&renewed, t0 + 31 * SECOND));
+        let taken = LeaseRecord {
+            holder: "third".into(),
+            transitions: 4,
+            ..renewed
+        };
+        assert!(!observer.expired(&taken, t0 + 32 * SECOND));
+        assert!(observer.expired(&taken, t0 + 47 * SECOND));
+    }
+
+    #[test]
+    fn a_released_lease_is_free_at_once() {
+        let mut observer = Observer::default();
+        let t0 = Instant::now();
+        assert!(!observer.expired(&record("other", wall(0)), t0));
+        let released = LeaseRecord {
+            holder: String::new(),
+            duration_seconds: 1,
+            acquire_time: None,
+            renew_time: None,
+            transitions: 3,
+        };
+        assert!(observer.expired(&released, t0 + SECOND / 10));
     }
 }

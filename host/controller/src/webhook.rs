@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::Namespace;
@@ -125,7 +124,29 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response<Full<Bytes>> {
     response
 }
 
-async fn handle(webhook: &Webhook, request: Request<Incoming>) -> Response<Full<Bytes>> {
+/// The status answering a body that could not be read: 413 Payload Too
+/// Large when it is over [`MAX_BODY`], 400 Bad Request for any other
+/// failure (the client hung up, bad chunked encoding, I/O).
+fn body_error_status(error: &(dyn std::error::Error + 'static)) -> StatusCode {
+    // `Limited` reports its limit as a `LengthLimitError`; it passes the
+    // body's own errors on boxed, so look down the chain of sources too.
+    let mut error = Some(error);
+    while let Some(e) = error {
+        if e.is::<LengthLimitError>() {
+            return StatusCode::PAYLOAD_TOO_LARGE;
+        }
+        error = e.source();
+    }
+    StatusCode::BAD_REQUEST
+}
+
+/// Answers one request. Generic over the body so that tests can drive it
+/// with bodies that fail; the server hands it [`hyper::body::Incoming`].
+async fn handle<B>(webhook: &Webhook, request: Request<B>) -> Response<Full<Bytes>>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/healthz" | "/readyz") => text(StatusCode::OK, "ok"),
         (&Method::POST, "/validate") => {
@@ -133,8 +154,8 @@ async fn handle(webhook: &Webhook, request: Request<Incoming>) -> Response<Full<
                 Ok(body) => body.to_bytes(),
                 Err(error) => {
                     return text(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("reading the body: {error}"),
+                        body_error_status(&*error),
+                        format!("reading the body: {}", one_line(&error.to_string())),
                     );
                 }
             };
@@ -260,6 +281,83 @@ fn combine(uid: &str, judgements: Vec<Judgement>) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+
+    /// A webhook with no policy and no namespace.
+    fn webhook() -> Webhook {
+        Webhook {
+            policies: Arc::new(PolicyStore::new(Duration::from_secs(1))),
+            namespaces: kube::runtime::reflector::store::Writer::<Namespace>::default().as_reader(),
+            budget: Duration::from_secs(1),
+        }
+    }
+
+    /// `POST /validate` with `body`: the status and the body of the answer.
+    async fn post<B>(body: B) -> (StatusCode, String)
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let request = Request::post("/validate").body(body).expect("a request");
+        let response = handle(&webhook(), request).await;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("a full body")
+            .to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// The error `Limited` reports past its limit (`LengthLimitError` is
+    /// `non_exhaustive`: only `Limited` makes one).
+    fn over_the_limit() -> Box<dyn std::error::Error + Send + Sync> {
+        let body = Limited::new(Full::new(Bytes::from_static(b"ab")), 1);
+        futures::executor::block_on(body.collect()).expect_err("over the limit")
+    }
+
+    #[test]
+    fn only_an_oversized_body_is_too_large() {
+        let over = over_the_limit();
+        assert!(over.is::<LengthLimitError>());
+        assert_eq!(body_error_status(&*over), StatusCode::PAYLOAD_TOO_LARGE);
+        let hung_up = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert_eq!(body_error_status(&hung_up), StatusCode::BAD_REQUEST);
+        // As `Limited` passes on the body's own errors: boxed.
+        let boxed: Box<dyn std::error::Error + Send + Sync> = hung_up.into();
+        assert_eq!(body_error_status(&*boxed), StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_fails_to_read_is_a_bad_request() {
+        let chunks: Vec<Result<Frame<Bytes>, std::io::Error>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"{\"apiVersion\":"))),
+            Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the client hung up\nmid-body",
+            )),
+        ];
+        let (status, body) = post(StreamBody::new(futures::stream::iter(chunks))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body, "reading the body: the client hung up | mid-body");
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_too_large() {
+        let chunks: Vec<Result<Frame<Bytes>, std::io::Error>> = vec![
+            Ok(Frame::data(Bytes::from(vec![b' '; MAX_BODY]))),
+            Ok(Frame::data(Bytes::from_static(b" "))),
+        ];
+        let (status, body) = post(StreamBody::new(futures::stream::iter(chunks))).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+        assert_eq!(body, "reading the body: length limit exceeded");
+        // At the limit exactly it is read (and then is no AdmissionReview).
+        let (status, _) = post(Full::new(Bytes::from(vec![b' '; MAX_BODY]))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
 
     #[test]
     fn answers_carry_no_control_character_of_a_plugin() {
