@@ -21,7 +21,7 @@ use crate::compose::{Compiled, KindController, Shared};
 use crate::conditions::{self, Condition, Status};
 use crate::crd::{Composition, Policy};
 use crate::kinds::KindError;
-use crate::plugins::{BindError, PluginLoader};
+use crate::plugins::{BindError, PluginLoader, User};
 use crate::policies::{LoadedPolicy, one_line};
 
 /// Why a `Composition` or a `Policy` is not ready: its `Ready` condition is
@@ -300,6 +300,8 @@ pub async fn run_compositions(
             };
             write_composition_status(&api, composition, outcome).await;
         }
+        // Plugins of deleted or changed compositions are not kept loaded.
+        loader.end_pass(User::Compositions);
         let gone: Vec<String> = running
             .keys()
             .filter(|n| !seen.contains(n))
@@ -410,7 +412,7 @@ async fn bind(
     composition: &Composition,
 ) -> Result<Binding, BindError> {
     let spec = &composition.spec;
-    let plugin = loader.load(&spec.plugin).await?;
+    let plugin = loader.load(User::Compositions, &spec.plugin).await?;
     if plugin.world() != World::Composition {
         return Err(BindError::WrongWorld {
             plugin: plugin.id().clone(),

@@ -1,7 +1,7 @@
 //! Loading plugins named by a [`PluginSource`]: from a file or a URL, checked
 //! against the expected sha256, compiled once per digest.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -131,13 +131,78 @@ fn owner_kind(world: World) -> &'static str {
     }
 }
 
+/// Who loads plugins through a [`PluginLoader`], in passes over its objects
+/// each ended by [`PluginLoader::end_pass`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum User {
+    /// The `Composition` watch.
+    Compositions,
+    /// The `Policy` watch.
+    Policies,
+}
+
+/// The loaded plugins by lowercase hex digest, and what keeps each loaded:
+/// for each [`User`], the digests its last finished pass loaded and those
+/// its pass under way has loaded so far.
+#[derive(Debug)]
+struct Loaded<P> {
+    plugins: HashMap<String, P>,
+    used: HashMap<User, HashSet<String>>,
+    pending: HashMap<User, HashSet<String>>,
+}
+
+impl<P: Clone> Loaded<P> {
+    fn new() -> Self {
+        Loaded {
+            plugins: HashMap::new(),
+            used: HashMap::new(),
+            pending: HashMap::new(),
+        }
+    }
+
+    /// The plugin with `digest`, now used by `user`'s pass.
+    fn get(&mut self, user: User, digest: &str) -> Option<P> {
+        let plugin = self.plugins.get(digest).cloned()?;
+        self.pending
+            .entry(user)
+            .or_default()
+            .insert(digest.to_string());
+        Some(plugin)
+    }
+
+    /// Keeps `plugin`, used by `user`'s pass.
+    fn insert(&mut self, user: User, digest: String, plugin: P) {
+        self.pending.entry(user).or_default().insert(digest.clone());
+        self.plugins.insert(digest, plugin);
+    }
+
+    /// Ends `user`'s pass: it uses what the pass loaded. Drops every plugin
+    /// no user uses and no pass under way loaded.
+    fn end_pass(&mut self, user: User) {
+        let loaded = self.pending.remove(&user).unwrap_or_default();
+        self.used.insert(user, loaded);
+        let Loaded {
+            plugins,
+            used,
+            pending,
+        } = self;
+        plugins.retain(|digest, _| {
+            used.values()
+                .chain(pending.values())
+                .any(|set| set.contains(digest))
+        });
+    }
+}
+
 /// Reads, checks and compiles plugins; compiled plugins are kept by digest,
-/// so a composition that did not change costs a read and a hash.
+/// so a composition that did not change costs a read and a hash (and a
+/// plugin pinned by URL and sha256 no fetch at all), for as long as some
+/// binding uses them ([`PluginLoader::end_pass`]).
 #[derive(Debug)]
 pub struct PluginLoader {
     runtime: Runtime,
     http: reqwest::Client,
-    loaded: Mutex<HashMap<String, Plugin>>,
+    loaded: Mutex<Loaded<Plugin>>,
 }
 
 impl PluginLoader {
@@ -149,12 +214,12 @@ impl PluginLoader {
                 .timeout(std::time::Duration::from_secs(30))
                 .build()
                 .expect("an HTTP client with default settings"),
-            loaded: Mutex::new(HashMap::new()),
+            loaded: Mutex::new(Loaded::new()),
         }
     }
 
-    /// Loads the plugin `source` names.
-    pub async fn load(&self, source: &PluginSource) -> Result<Plugin, PluginError> {
+    /// Loads the plugin `source` names, for a pass of `user`.
+    pub async fn load(&self, user: User, source: &PluginSource) -> Result<Plugin, PluginError> {
         let expected = match &source.sha256 {
             Some(text) => Some(parse_sha256(text)?),
             None => None,
@@ -162,8 +227,14 @@ impl PluginLoader {
         let (bytes, origin) = match (&source.path, &source.url) {
             (Some(path), None) => (read_file(path).await?, path.clone()),
             (None, Some(url)) => {
-                if expected.is_none() {
+                let Some(expected) = &expected else {
                     return Err(PluginError::Sha256Required);
+                };
+                // The digest is pinned: a plugin with it loaded already is
+                // the plugin the URL serves, so it is fetched once per
+                // digest, not on every sync.
+                if let Some(plugin) = self.cached(user, expected) {
+                    return Ok(plugin);
                 }
                 (self.download(url).await?, url.clone())
             }
@@ -180,15 +251,27 @@ impl PluginLoader {
                 digest,
             });
         }
-        if let Some(plugin) = self.loaded.lock().expect("loader lock").get(&digest) {
-            return Ok(plugin.clone());
+        if let Some(plugin) = self.cached(user, &digest) {
+            return Ok(plugin);
         }
         let plugin = self.runtime.load(&bytes, Path::new(&origin)).await?;
         self.loaded
             .lock()
             .expect("loader lock")
-            .insert(digest, plugin.clone());
+            .insert(user, digest, plugin.clone());
         Ok(plugin)
+    }
+
+    /// The loaded plugin whose bytes have the lowercase hex `digest`.
+    fn cached(&self, user: User, digest: &str) -> Option<Plugin> {
+        self.loaded.lock().expect("loader lock").get(user, digest)
+    }
+
+    /// Ends a pass of `user` over all its objects: from now on it uses
+    /// the plugins the pass loaded. Plugins no user uses any more are
+    /// dropped, so the loader holds only what current bindings need.
+    pub fn end_pass(&self, user: User) {
+        self.loaded.lock().expect("loader lock").end_pass(user);
     }
 
     async fn download(&self, url: &str) -> Result<Vec<u8>, PluginError> {
@@ -242,6 +325,46 @@ fn parse_sha256(text: &str) -> Result<String, PluginError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn digests(loaded: &Loaded<u32>) -> Vec<&str> {
+        let mut digests: Vec<&str> = loaded.plugins.keys().map(String::as_str).collect();
+        digests.sort();
+        digests
+    }
+
+    #[test]
+    fn plugins_no_binding_uses_are_dropped() {
+        let mut loaded = Loaded::new();
+        // A pass of the compositions loads a and b; one of the policies c.
+        loaded.insert(User::Compositions, "a".into(), 1);
+        loaded.insert(User::Compositions, "b".into(), 2);
+        loaded.insert(User::Policies, "c".into(), 3);
+        loaded.end_pass(User::Compositions);
+        loaded.end_pass(User::Policies);
+        assert_eq!(digests(&loaded), ["a", "b", "c"]);
+
+        // The next pass of the compositions uses only a (b was replaced or
+        // deleted); one of the policies starts and finds a loaded.
+        assert_eq!(loaded.get(User::Compositions, "a"), Some(1));
+        assert_eq!(loaded.get(User::Policies, "a"), Some(1));
+        loaded.end_pass(User::Compositions);
+        assert_eq!(digests(&loaded), ["a", "c"], "b dropped, c still used");
+
+        // The policies' pass used a, not c.
+        loaded.end_pass(User::Policies);
+        assert_eq!(digests(&loaded), ["a"]);
+
+        // Loaded by a pass under way: kept through another user's end of
+        // pass. a is still used by the policies' last pass.
+        loaded.end_pass(User::Compositions);
+        loaded.insert(User::Compositions, "d".into(), 4);
+        loaded.end_pass(User::Policies);
+        assert_eq!(digests(&loaded), ["d"]);
+        loaded.end_pass(User::Compositions);
+        assert_eq!(digests(&loaded), ["d"]);
+        loaded.end_pass(User::Compositions);
+        assert!(digests(&loaded).is_empty());
+    }
 
     #[test]
     fn sha256_forms() {

@@ -11,7 +11,7 @@ use tessera_runtime::{Binding, Operation, Review, Severity, World};
 use tokio::sync::watch;
 
 use crate::crd::{FailurePolicy, Policy, PolicyMode, PolicySpec};
-use crate::plugins::{BindError, PluginLoader};
+use crate::plugins::{BindError, PluginLoader, User};
 
 /// A policy as loaded: its spec and its plugin bound to its settings, or why
 /// that failed.
@@ -144,6 +144,8 @@ impl PolicyStore {
             };
             next.insert(name, loaded);
         }
+        // Plugins of deleted or changed policies are not kept loaded.
+        loader.end_pass(User::Policies);
         let removed = {
             let mut policies = self.policies.write().expect("policy lock");
             let removed = policies.keys().any(|k| !next.contains_key(k));
@@ -162,7 +164,7 @@ impl PolicyStore {
         name: &str,
         spec: &PolicySpec,
     ) -> Result<Binding, BindError> {
-        let plugin = loader.load(&spec.plugin).await?;
+        let plugin = loader.load(User::Policies, &spec.plugin).await?;
         if plugin.world() != World::Policy {
             return Err(BindError::WrongWorld {
                 plugin: plugin.id().clone(),

@@ -525,16 +525,20 @@ async fn two_hundred_composites_converge() {
 }
 
 /// Serves `bytes` over plain HTTP on loopback (integrity comes from the
-/// Composition's sha256, not the transport); returns the URL.
-async fn serve_file(bytes: Vec<u8>) -> String {
+/// Composition's sha256, not the transport); returns the URL and the count
+/// of requests served.
+async fn serve_file(bytes: Vec<u8>) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("listening");
     let address = listener.local_addr().expect("address");
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = requests.clone();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             let bytes = bytes.clone();
+            let counter = counter.clone();
             tokio::spawn(async move {
                 let mut request = Vec::new();
                 let mut buffer = [0u8; 1024];
@@ -544,6 +548,7 @@ async fn serve_file(bytes: Vec<u8>) -> String {
                         Ok(n) => request.extend_from_slice(&buffer[..n]),
                     }
                 }
+                counter.fetch_add(1, Ordering::SeqCst);
                 let head = format!(
                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                     bytes.len()
@@ -553,7 +558,7 @@ async fn serve_file(bytes: Vec<u8>) -> String {
             });
         }
     });
-    format!("http://{address}/database.wasm")
+    (format!("http://{address}/database.wasm"), requests)
 }
 
 /// A plugin fetched by URL is checked against the Composition's sha256: the
@@ -562,7 +567,7 @@ async fn serve_file(bytes: Vec<u8>) -> String {
 async fn plugin_by_url_is_checked_against_its_digest() {
     let world = World::new("url").await;
     let running = world.start_controller().await;
-    let url = serve_file(std::fs::read(plugins::DATABASE).expect("plugin")).await;
+    let (url, _) = serve_file(std::fs::read(plugins::DATABASE).expect("plugin")).await;
     let digest = file_digest(plugins::DATABASE);
     let wrong = format!("sha256:{}", "0".repeat(64));
     let composition = |sha: &str| {
@@ -638,5 +643,48 @@ async fn replaced_plugin_file_rolls_out() {
 
     std::fs::copy(plugins::DATABASE, &path).expect("restoring the plugin");
     world.wait_condition("orders", "Synced", "True").await;
+    running.shutdown().await.expect("clean shutdown");
+}
+
+/// A plugin pinned by URL and sha256 is downloaded once: neither the
+/// Composition syncs nor the plugin resync ticks (1 s here) fetch it again
+/// while a plugin with that digest is loaded.
+#[tokio::test]
+async fn pinned_url_plugin_is_fetched_once() {
+    let world = World::new("fetch-once").await;
+    let running = world.start_controller().await;
+    let (url, requests) = serve_file(std::fs::read(plugins::DATABASE).expect("plugin")).await;
+    let digest = file_digest(plugins::DATABASE);
+    let composition = json!({
+        "apiVersion": "tessera.dev/v1alpha1",
+        "kind": "Composition",
+        "metadata": {"name": "fetch-once-databases", "labels": {crate::fixture::TEST_LABEL: "fetch-once"}},
+        "spec": {
+            "composite": {"apiVersion": world.api_version(), "kind": "Database"},
+            "plugin": {"url": url, "sha256": digest},
+        },
+    })
+    .to_string();
+    crate::harness::apply_yaml(&world.client, &composition, "tessera-tests")
+        .await
+        .expect("Composition");
+    world
+        .apply_database("orders", spec(1, "16.4"), labels())
+        .await;
+    world.wait_condition("orders", "Synced", "True").await;
+    // Several resync ticks, and a Composition sync of its own (a label
+    // change is an event, not a new generation).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let compositions: Api<tessera_controller::crd::Composition> = Api::all(world.client.clone());
+    compositions
+        .patch(
+            "fetch-once-databases",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}})),
+        )
+        .await
+        .expect("labelling the Composition");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(requests.load(Ordering::SeqCst), 1, "requests for {url}");
     running.shutdown().await.expect("clean shutdown");
 }

@@ -20,6 +20,7 @@
 //! watches the first two steps read.
 
 mod apply;
+mod backoff;
 mod child;
 mod error;
 mod expand;
@@ -30,7 +31,6 @@ mod prune;
 mod status;
 mod watches;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -49,6 +49,7 @@ use tokio_util::sync::CancellationToken;
 use crate::kinds::{Kind, Kinds};
 use crate::plugins::BindError;
 use crate::policies::PolicyStore;
+use backoff::Backoff;
 use child::Observed;
 use error::ReconcileError;
 use status::Outcome;
@@ -128,7 +129,7 @@ pub struct KindController {
     trigger: mpsc::UnboundedSender<ObjectRef<DynamicObject>>,
     store: Store<DynamicObject>,
     children: ChildWatches,
-    failures: Mutex<HashMap<ObjectRef<DynamicObject>, u32>>,
+    failures: Mutex<Backoff<ObjectRef<DynamicObject>>>,
     shared: Arc<Shared>,
     cancel: CancellationToken,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -173,7 +174,7 @@ impl KindController {
             compiled: RwLock::new(Arc::new(compiled)),
             trigger,
             store,
-            failures: Mutex::new(HashMap::new()),
+            failures: Mutex::new(Backoff::new()),
             shared,
             cancel,
             task: Mutex::new(None),
@@ -227,13 +228,7 @@ fn error_policy(
     ctx: Arc<KindController>,
 ) -> Action {
     let key = ObjectRef::from_obj_with(composite.as_ref(), ctx.kind.resource.clone());
-    let mut failures = ctx.failures.lock().expect("failures lock");
-    let count = failures.entry(key).or_insert(0);
-    *count = count.saturating_add(1);
-    // 0.5 s, 1 s, 2 s, ... up to 5 minutes.
-    let delay = Duration::from_millis(500)
-        .saturating_mul(1u32 << (*count - 1).min(10))
-        .min(Duration::from_secs(300));
+    let delay = ctx.failures.lock().expect("failures lock").failed(key);
     tracing::info!(composite = %composite.name_any(), error = %error.summary(), ?delay, "reconcile failed; backing off");
     Action::requeue(delay)
 }
@@ -244,16 +239,24 @@ async fn reconcile(
 ) -> Result<Action, ReconcileError> {
     let shared = ctx.shared.clone();
     shared.metrics.reconciles.fetch_add(1, Ordering::Relaxed);
+    let key = ObjectRef::from_obj_with(composite.as_ref(), ctx.kind.resource.clone());
+    {
+        // Composites deleted meanwhile are not reconciled again: forget them.
+        let mut failures = ctx.failures.lock().expect("failures lock");
+        failures.retain(|other| ctx.store.get(other).is_some());
+        if composite.metadata.deletion_timestamp.is_some() {
+            failures.forget(&key);
+        }
+    }
     if composite.metadata.deletion_timestamp.is_some() {
         // Children carry ownerReferences: the garbage collector removes them.
         return Ok(Action::await_change());
     }
     let compiled = ctx.compiled.read().expect("compiled lock").clone();
     let result = sync_composite(&ctx, &compiled, &composite).await;
-    let key = ObjectRef::from_obj_with(composite.as_ref(), ctx.kind.resource.clone());
     match result {
         Ok(outcome) => {
-            ctx.failures.lock().expect("failures lock").remove(&key);
+            ctx.failures.lock().expect("failures lock").forget(&key);
             status::write_status(&ctx, &composite, Ok(&outcome)).await?;
             if outcome.applied > 0 || outcome.pruned > 0 {
                 status::publish(

@@ -4,8 +4,9 @@
 //! stores are what [`observe`](super::observe) and
 //! [`expand`](super::expand) read the observed children from.
 
-use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -58,8 +59,50 @@ pub(super) struct ChildWatches {
     owner: Kind,
     cancel: CancellationToken,
     watched: RwLock<BTreeMap<(String, String), Store<DynamicObject>>>,
-    /// Held while a new watch starts, so one kind is never watched twice.
-    starting: tokio::sync::Mutex<()>,
+    /// One lock per child kind, held while its watch starts, so one kind
+    /// is never watched twice; other kinds start meanwhile. One per kind
+    /// discovery resolved.
+    starting: Mutex<HashMap<(String, String), Gate>>,
+    /// How long the first list of a new watch may take (30 s).
+    ready_timeout: Duration,
+    /// Watch tasks running.
+    live: Arc<AtomicUsize>,
+}
+
+/// Held while the watch of one kind starts.
+type Gate = Arc<tokio::sync::Mutex<()>>;
+
+/// Aborts a task when dropped, unless disarmed.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl AbortOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Counts a running watch task while it lives (also when it is aborted).
+struct Live(Arc<AtomicUsize>);
+
+impl Live {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Live(count.clone())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl ChildWatches {
@@ -75,7 +118,9 @@ impl ChildWatches {
             owner,
             cancel,
             watched: RwLock::new(BTreeMap::new()),
-            starting: tokio::sync::Mutex::new(()),
+            starting: Mutex::new(HashMap::new()),
+            ready_timeout: Duration::from_secs(30),
+            live: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -90,11 +135,26 @@ impl ChildWatches {
         if self.watched.read().expect("watch lock").contains_key(&key) {
             return Ok(false);
         }
-        let _starting = self.starting.lock().await;
+        let child = kinds.resolve(&self.client, api_version, kind).await?;
+        let gate = self
+            .starting
+            .lock()
+            .expect("starting lock")
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let _starting = gate.lock().await;
         if self.watched.read().expect("watch lock").contains_key(&key) {
             return Ok(false);
         }
-        let child = kinds.resolve(&self.client, api_version, kind).await?;
+        self.watch(key, child).await
+    }
+
+    /// Starts the watch of `child` (`key` is its apiVersion and kind) and
+    /// waits for its first list; stops it again when that fails (or this
+    /// future is dropped), so a retry never leaves a watch behind.
+    async fn watch(&self, key: (String, String), child: Kind) -> Result<bool, WatchError> {
+        let (api_version, kind) = (key.0.as_str(), key.1.as_str());
         let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &child.resource);
         let writer = reflector::store::Writer::new(child.resource.clone());
         let store = writer.as_reader();
@@ -103,7 +163,9 @@ impl ChildWatches {
         let trigger = self.trigger.clone();
         let cancel = self.cancel.clone();
         let stream = watcher(api, config).default_backoff().reflect(writer);
-        tokio::spawn(async move {
+        let live = Live::new(&self.live);
+        let task = tokio::spawn(async move {
+            let _live = live;
             let mut stream = std::pin::pin!(stream);
             loop {
                 let event = tokio::select! {
@@ -130,7 +192,8 @@ impl ChildWatches {
                 }
             }
         });
-        tokio::time::timeout(Duration::from_secs(30), store.wait_until_ready())
+        let task = AbortOnDrop(Some(task));
+        tokio::time::timeout(self.ready_timeout, store.wait_until_ready())
             .await
             .map_err(|_| WatchError::ListTimedOut {
                 api_version: api_version.into(),
@@ -141,6 +204,8 @@ impl ChildWatches {
                 kind: kind.into(),
                 source,
             })?;
+        // Listed: the watch runs until the controller stops.
+        task.disarm();
         self.watched.write().expect("watch lock").insert(key, store);
         Ok(true)
     }
@@ -197,4 +262,49 @@ fn controlling_owner(object: &DynamicObject, owner: &Kind) -> Option<ObjectRef<D
         object_ref = object_ref.within(ns);
     }
     Some(object_ref)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::api::ApiResource;
+
+    /// A kind whose first list never finishes: the API server cannot be
+    /// reached (as when the controller may not list it, the watch retries).
+    fn unlistable() -> ChildWatches {
+        crate::install_crypto_provider();
+        let config = kube::Config::new("http://127.0.0.1:1".parse().expect("URL"));
+        let client = Client::try_from(config).expect("client");
+        let (trigger, _) = mpsc::unbounded_channel();
+        let owner = Kind {
+            resource: ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+            namespaced: true,
+        };
+        let mut watches = ChildWatches::new(client, trigger, owner, CancellationToken::new());
+        watches.ready_timeout = Duration::from_millis(200);
+        watches
+    }
+
+    #[tokio::test]
+    async fn a_watch_that_never_lists_is_stopped() {
+        let watches = unlistable();
+        let child = Kind {
+            resource: ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(&()),
+            namespaced: true,
+        };
+        for _ in 0..3 {
+            let key = ("v1".to_string(), "Secret".to_string());
+            let error = watches.watch(key, child.clone()).await.unwrap_err();
+            assert!(matches!(error, WatchError::ListTimedOut { .. }), "{error}");
+        }
+        // An aborted task is dropped when the runtime next sees it.
+        for _ in 0..50 {
+            if watches.live.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(watches.live.load(Ordering::SeqCst), 0, "watch tasks left");
+        assert!(watches.watched.read().expect("watch lock").is_empty());
+    }
 }
