@@ -357,9 +357,48 @@ impl Runtime {
             ));
         }
         let provisional = provisional_id(hex, source);
-        let (component, artifact) = self.compile(bytes, hex, &provisional, source)?;
+        let (component, artifact) = match self.cached(hex) {
+            Some(component) => (component, ArtifactSource::Cache),
+            None => {
+                // Compiling takes tens to hundreds of milliseconds of CPU: on
+                // a blocking thread, so that it never holds an async worker
+                // (the webhook's accept loop, health checks and watches run
+                // there).
+                let runtime = self.clone();
+                let bytes = bytes.to_vec();
+                let hex = hex.to_string();
+                let id = provisional.clone();
+                let source_path = source.to_path_buf();
+                tokio::task::spawn_blocking(move || {
+                    runtime.compile(&bytes, &hex, &id, &source_path)
+                })
+                .await
+                .map_err(|e| {
+                    Error::host(
+                        Some(&provisional),
+                        Phase::Load,
+                        "compiling the plugin failed",
+                        e,
+                    )
+                })??
+            }
+        };
         self.finish_load(component, artifact, provisional, bytes.len(), source)
             .await
+    }
+
+    /// The cached artifact of the plugin with this digest, if the cache has a
+    /// good one. Loading maps a file: cheap enough for an async worker.
+    fn cached(&self, hex: &str) -> Option<Component> {
+        let cache = self.inner.cache.as_ref()?;
+        match cache.load(&self.inner.engine, hex) {
+            Ok(component) => Some(component),
+            Err(Miss::Absent) => None,
+            Err(Miss::Rejected(why)) => {
+                tracing::warn!("ignoring cache entry, recompiling: {why}");
+                None
+            }
+        }
     }
 
     /// Checks the world of a compiled component, pre-links it and calls
@@ -427,6 +466,8 @@ impl Runtime {
         })
     }
 
+    /// Compiles the component and writes its artifact to the cache. CPU
+    /// bound and blocking: `load` runs it on a blocking thread.
     fn compile(
         &self,
         bytes: &[u8],
@@ -435,15 +476,6 @@ impl Runtime {
         source: &Path,
     ) -> Result<(Component, ArtifactSource)> {
         let engine = &self.inner.engine;
-        if let Some(cache) = &self.inner.cache {
-            match cache.load(engine, hex) {
-                Ok(component) => return Ok((component, ArtifactSource::Cache)),
-                Err(Miss::Absent) => {}
-                Err(Miss::Rejected(why)) => {
-                    tracing::warn!("ignoring cache entry, recompiling: {why}");
-                }
-            }
-        }
         let component = Component::new(engine, bytes).map_err(|e| Error::Incompatible {
             path: source.to_path_buf(),
             message: tessera_types::text::one_line(&format!("{e:#}")),

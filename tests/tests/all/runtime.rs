@@ -381,3 +381,44 @@ async fn a_full_pool_makes_evaluations_wait_for_a_slot_instead_of_failing() {
     );
     assert_eq!(waited.expect("waited for the slot").children.len(), 5);
 }
+
+/// Compiling a plugin never holds an async worker: on a runtime with one
+/// worker thread, another task keeps running while a plugin compiles (it
+/// could not run at all while the compile ran on that thread).
+#[test]
+fn compiling_does_not_block_the_async_worker() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let executor = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    executor.block_on(async {
+        let runtime = Runtime::builder().no_cache().build().unwrap();
+        let ticks = Arc::new(AtomicU64::new(0));
+        let ticker = {
+            let ticks = ticks.clone();
+            tokio::spawn(async move {
+                loop {
+                    ticks.fetch_add(1, Ordering::Relaxed);
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        // Let the ticker start, then count only what runs during the load.
+        tokio::task::yield_now().await;
+        let before = ticks.load(Ordering::Relaxed);
+        let plugin = runtime.load_file(DATABASE).await.unwrap();
+        let during = ticks.load(Ordering::Relaxed) - before;
+        ticker.abort();
+        assert_eq!(plugin.artifact_source(), ArtifactSource::Compiled);
+        // The load itself yields a few times (metadata runs as a future); a
+        // compile of ~100 ms on a blocking thread leaves the worker free for
+        // many thousands of ticks.
+        assert!(
+            during > 1000,
+            "the worker ran only {during} other polls while the plugin compiled"
+        );
+    });
+}
