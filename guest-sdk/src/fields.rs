@@ -211,16 +211,8 @@ fn show(value: &Value) -> String {
 /// lowercase letters, digits and `-`, starting with a letter and ending with
 /// a letter or digit. Kubernetes requires it of Service names (`max_len` 63);
 /// plugins that name children after the composite check the name with it.
-pub fn is_dns1035_label(text: &str, max_len: usize) -> bool {
-    let bytes = text.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= max_len
-        && bytes[0].is_ascii_lowercase()
-        && bytes[bytes.len() - 1] != b'-'
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-}
+/// The same check the host applies to the children it is given.
+pub use tessera_types::names::is_dns1035_label;
 
 /// Whether `text` is a Kubernetes resource quantity (`20Gi`, `1.5`, `500m`,
 /// `1e3`): a signed decimal number followed by an optional binary suffix

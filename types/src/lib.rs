@@ -23,6 +23,7 @@ mod condition;
 mod crash;
 mod finding;
 pub mod json;
+pub mod names;
 pub mod provenance;
 mod review;
 pub mod text;

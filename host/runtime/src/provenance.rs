@@ -19,6 +19,7 @@ use std::io::Write as _;
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use tessera_types::names;
 
 pub use tessera_types::provenance::{
     COMPOSED_BY, COMPOSITE, COMPOSITE_GENERATION, COMPOSITE_NAME_LABEL, COMPOSITE_UID,
@@ -539,20 +540,12 @@ fn path_segment(name: &str) -> Result<(), String> {
     }
 }
 
-/// Lower case alphanumerics and `-`, starting and ending alphanumeric.
-fn is_label_shaped(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    let inner = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-';
-    let edge = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    edge(bytes.first()) && edge(bytes.last()) && bytes.iter().all(inner)
-}
-
 /// `IsDNS1123Label`.
 fn dns1123_label(text: &str) -> Result<(), String> {
     if text.len() > MAX_LABEL {
         return Err(format!("must be no more than {MAX_LABEL} characters"));
     }
-    if !is_label_shaped(text) {
+    if !names::is_dns1123_label(text, MAX_LABEL) {
         return Err("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character".into());
     }
     Ok(())
@@ -563,7 +556,7 @@ fn dns1123_subdomain(text: &str) -> Result<(), String> {
     if text.len() > MAX_SUBDOMAIN {
         return Err(format!("must be no more than {MAX_SUBDOMAIN} characters"));
     }
-    if !text.split('.').all(is_label_shaped) {
+    if !names::is_dns1123_subdomain(text, MAX_SUBDOMAIN) {
         return Err("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character".into());
     }
     Ok(())
@@ -574,7 +567,7 @@ fn dns1035_label(text: &str) -> Result<(), String> {
     if text.len() > MAX_LABEL {
         return Err(format!("must be no more than {MAX_LABEL} characters"));
     }
-    if !is_label_shaped(text) || !text.starts_with(|c: char| c.is_ascii_lowercase()) {
+    if !names::is_dns1035_label(text, MAX_LABEL) {
         return Err("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character".into());
     }
     Ok(())

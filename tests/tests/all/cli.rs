@@ -6,37 +6,7 @@ use serde_json::Value;
 use tessera_tests::example;
 use tessera_tests::plugins::{DATABASE, PROVENANCE, REQUIRE_LABELS};
 
-use crate::common::cache_dir;
-
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn tessera(args: &[&str], stdin: &str) -> Output {
-    let mut argv = vec![
-        "tessera".to_string(),
-        "--cache-dir".into(),
-        cache_dir().display().to_string(),
-    ];
-    argv.extend(args.iter().map(|a| a.to_string()));
-    let mut input = stdin.as_bytes();
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    let code = tessera_cli::run(
-        argv,
-        &mut tessera_cli::Stdio {
-            stdin: &mut input,
-            stdout: &mut stdout,
-            stderr: &mut stderr,
-        },
-    );
-    Output {
-        code,
-        stdout: String::from_utf8(stdout).unwrap(),
-        stderr: String::from_utf8(stderr).unwrap(),
-    }
-}
+use crate::common::{Output, tessera};
 
 fn ex(name: &str) -> String {
     example(name).display().to_string()

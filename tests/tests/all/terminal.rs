@@ -10,39 +10,7 @@ use std::path::Path;
 
 use tessera_tests::plugins::{FAULTY, FAULTY_POLICY, HOSTILE_METADATA};
 
-use crate::common::cache_dir;
-
-/// What one run of the CLI printed.
-pub struct Output {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-/// Runs the CLI (through its library) with the shared test cache.
-pub fn tessera(args: &[&str], stdin: &str) -> Output {
-    let mut argv = vec![
-        "tessera".to_string(),
-        "--cache-dir".into(),
-        cache_dir().display().to_string(),
-    ];
-    argv.extend(args.iter().map(|a| a.to_string()));
-    let mut input = stdin.as_bytes();
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    let code = tessera_cli::run(
-        argv,
-        &mut tessera_cli::Stdio {
-            stdin: &mut input,
-            stdout: &mut stdout,
-            stderr: &mut stderr,
-        },
-    );
-    Output {
-        code,
-        stdout: String::from_utf8(stdout).unwrap(),
-        stderr: String::from_utf8(stderr).unwrap(),
-    }
-}
+pub use crate::common::tessera;
 
 /// No byte a terminal acts on: no C0 control but the newlines between
 /// lines, no DEL, no C1 control (ESC, CSI, OSC and `\r` included).
