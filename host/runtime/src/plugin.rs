@@ -56,6 +56,7 @@ pub struct Metadata {
     pub settings_schema: Option<Value>,
 }
 
+#[derive(Clone)]
 pub(crate) enum PluginPre {
     Composition(bindings::CompositionPre<State>),
     Policy(bindings::policy::PolicyPre<State>),
@@ -184,29 +185,44 @@ impl PluginInner {
     pub(crate) async fn call_metadata(&self) -> Result<Metadata> {
         let limits = Limits::default();
         let env = Runtime::metadata_env(&self.id.name, &limits);
-        let mut lease = Runtime::lease(&self.runtime, &limits, env, 0).await;
-        let store = &mut lease.store;
-        let raw = crate::binding::within(&limits, Phase::Metadata, async {
-            match &self.pre {
-                PluginPre::Composition(pre) => {
-                    let instance = pre
-                        .instantiate_async(&mut *store)
-                        .await
-                        .map_err(|e| (Phase::Instantiate, e))?;
-                    instance.call_metadata(&mut *store).await
+        let lease = Runtime::lease(&self.runtime, &limits, env, 0).await;
+        // Guest code: off the async workers, like every evaluation.
+        let pre = self.pre.clone();
+        let (lease, raw) = Runtime::run_guest(
+            &self.runtime,
+            lease,
+            &limits,
+            Phase::Metadata,
+            async move |store| {
+                match &pre {
+                    PluginPre::Composition(pre) => {
+                        let instance = pre
+                            .instantiate_async(&mut *store)
+                            .await
+                            .map_err(|e| (Phase::Instantiate, e))?;
+                        instance.call_metadata(&mut *store).await
+                    }
+                    PluginPre::Policy(pre) => {
+                        let instance = pre
+                            .instantiate_async(&mut *store)
+                            .await
+                            .map_err(|e| (Phase::Instantiate, e))?;
+                        instance.call_metadata(&mut *store).await
+                    }
                 }
-                PluginPre::Policy(pre) => {
-                    let instance = pre
-                        .instantiate_async(&mut *store)
-                        .await
-                        .map_err(|e| (Phase::Instantiate, e))?;
-                    instance.call_metadata(&mut *store).await
-                }
-            }
-            .map_err(|e| (Phase::Metadata, e))
-        })
+                .map_err(|e| (Phase::Metadata, e))
+            },
+        )
         .await
-        .map_err(|(phase, e)| classify(e, store, &self.id, phase))?;
+        .map_err(|e| {
+            Error::host(
+                Some(&self.id),
+                Phase::Metadata,
+                "the metadata call's thread failed",
+                e,
+            )
+        })?;
+        let raw = raw.map_err(|(phase, e)| classify(e, &lease.store, &self.id, phase))?;
         metadata_from_wit(raw).map_err(|message| Error::Crashed {
             plugin: self.id.clone(),
             phase: Phase::Metadata,

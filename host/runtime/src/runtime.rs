@@ -15,6 +15,25 @@ use crate::plugin::{Metadata, Plugin, PluginInner, PluginPre, World};
 use crate::resources::ReadAccess;
 use crate::state::{HostEnv, MAX_TABLE_ELEMENTS, State};
 
+/// What guest code ends with: its result, or the phase that failed and
+/// wasmtime's error.
+pub(crate) type GuestResult<R> = std::result::Result<R, (Phase, wasmtime::Error)>;
+
+/// Held while an evaluation's caller waits for it; dropped (the caller gave
+/// up, or the evaluation is done), it sets the evaluation's cancel flag,
+/// which the epoch callback reads, and wakes a host call the guest is
+/// parked in.
+struct CancelOnDrop {
+    flag: Arc<std::sync::atomic::AtomicBool>,
+    _gave_up: tokio::sync::oneshot::Sender<std::convert::Infallible>,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// How often the epoch advances. Deadlines are enforced with this
 /// granularity: 5 ms keeps the ticker's cost negligible (200 wake-ups a
 /// second) while a 1 s deadline overshoots by at most 0.5 %.
@@ -37,6 +56,8 @@ pub struct RuntimeBuilder {
     no_cache: bool,
     fuel: bool,
     pooling: Option<u32>,
+    guest_threads: Option<usize>,
+    yield_on_executor: bool,
 }
 
 /// The largest linear memory a pooled instance may have. Bindings whose
@@ -55,6 +76,14 @@ pub const DEFAULT_INSTANCE_SLOTS: u32 = 64;
 /// returning to the kernel) between instances: a Rust plugin's working set
 /// fits, so a fresh instance touches no new pages. 2 MiB.
 pub const POOLED_KEEP_RESIDENT: usize = 2 << 20;
+
+/// Evaluations whose guest code runs at the same time by default
+/// ([`RuntimeBuilder::guest_threads`]): as many as the front ends' pooled
+/// instance slots, so that a few plugins that spin to their deadline take
+/// threads the operating system time-slices, not every slot the short
+/// evaluations queue for. An idle thread costs nothing; a busy one its
+/// stack (the guest runs on wasmtime's own fiber stack).
+pub const DEFAULT_GUEST_THREADS: usize = DEFAULT_INSTANCE_SLOTS as usize;
 
 impl RuntimeBuilder {
     /// Keeps precompiled plugins in `dir` instead of the default
@@ -95,6 +124,28 @@ impl RuntimeBuilder {
     /// of an evaluation's tables together that applies without pooling).
     pub fn pooling(mut self, concurrency: u32) -> Self {
         self.pooling = Some(concurrency.max(1));
+        self
+    }
+
+    /// How many evaluations may run guest code at the same time (default
+    /// [`DEFAULT_GUEST_THREADS`], at least 1). Guest code never runs on the
+    /// async executor's workers: each evaluation runs on one of tokio's
+    /// blocking threads, and an evaluation past this many waits, in order,
+    /// for one to finish (the wait is not part of its deadline).
+    pub fn guest_threads(mut self, threads: usize) -> Self {
+        self.guest_threads = Some(threads.max(1));
+        self
+    }
+
+    /// Runs guest code on the async executor's own workers, yielding to the
+    /// executor at every epoch tick, instead of on blocking threads. Only
+    /// for the benchmark that compares both designs (BENCHMARKS.md, "Guest
+    /// code and the async workers"): with CPU-bound plugins it delays every
+    /// other task on a worker by up to one tick per busy evaluation, and I/O
+    /// by more.
+    #[doc(hidden)]
+    pub fn yield_on_executor(mut self, enable: bool) -> Self {
+        self.yield_on_executor = enable;
         self
     }
 
@@ -166,6 +217,10 @@ impl RuntimeBuilder {
                     .pooling
                     .map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize))),
                 idle_lists: std::sync::Mutex::new(Vec::new()),
+                guests: Arc::new(tokio::sync::Semaphore::new(
+                    self.guest_threads.unwrap_or(DEFAULT_GUEST_THREADS),
+                )),
+                yield_on_executor: self.yield_on_executor,
             }),
         })
     }
@@ -206,6 +261,12 @@ pub(crate) struct RuntimeInner {
     /// The kept-instance lists of bindings with reuse on, so that a full
     /// pool can be relieved of idle instances.
     idle_lists: std::sync::Mutex<Vec<std::sync::Weak<crate::binding::IdleList>>>,
+    /// One permit per evaluation running guest code on a blocking thread
+    /// ([`RuntimeBuilder::guest_threads`]).
+    guests: Arc<tokio::sync::Semaphore>,
+    /// Guest code runs on the executor's workers, yielding every tick
+    /// ([`RuntimeBuilder::yield_on_executor`]).
+    yield_on_executor: bool,
 }
 
 impl RuntimeInner {
@@ -573,8 +634,15 @@ impl Runtime {
     }
 
     fn new_store(inner: &RuntimeInner, limits: &Limits, env: HostEnv, seed: u64) -> Store<State> {
-        let mut store = Store::new(&inner.engine, State::new(limits, env, seed));
+        let mut store = Store::new(
+            &inner.engine,
+            State::new(limits, env, seed, inner.yield_on_executor),
+        );
         store.limiter(|state| &mut state.limiter);
+        // Every tick while guest code runs: trap once the evaluation's
+        // deadline passed or its caller gave up on it, else go on (or, on
+        // the executor, yield first).
+        store.epoch_deadline_callback(|store| Ok(store.data().clock.on_tick()));
         Runtime::arm_store(inner, &mut store, limits);
         store
     }
@@ -589,16 +657,78 @@ impl Runtime {
         // all point at one large string cannot make the host copy more than
         // this, whatever the plugin's memory holds.
         store.set_hostcall_fuel(store.data().hostcall_budget);
-        let ticks = u64::try_from(limits.deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos()))
-            .unwrap_or(u64::MAX / 2);
-        // +1: the current tick may be about to end.
-        store.set_epoch_deadline(ticks.max(1).saturating_add(1));
-        store.epoch_deadline_trap();
+        Runtime::start_clock(inner, store, limits);
         if inner.fuel {
             // Without a budget, fuel is still counted (for reporting), with
             // a tank that cannot run dry in practice.
             let _ = store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
         }
+    }
+
+    /// Starts the evaluation's deadline now: the epoch callback checks it at
+    /// every tick (the callback set in `new_store`).
+    pub(crate) fn start_clock(inner: &RuntimeInner, store: &mut Store<State>, limits: &Limits) {
+        store.data_mut().clock =
+            crate::state::EvaluationClock::start(limits, inner.yield_on_executor);
+        store.set_epoch_deadline(1);
+    }
+
+    /// Runs `call` (instantiating and calling guest code) within `limits`
+    /// where it cannot hold an async worker: on one of tokio's blocking
+    /// threads, after waiting for a guest-thread permit
+    /// ([`RuntimeBuilder::guest_threads`]). The deadline starts when the
+    /// thread does. Dropping the returned future (a webhook's budget ran
+    /// out) stops the guest at the next epoch tick, or a host call it is
+    /// parked in at once, instead of letting it run on to its own deadline.
+    ///
+    /// Gives the lease back with the outcome, for the report and for reuse;
+    /// `Err` only when the thread itself failed (a panic in the host).
+    pub(crate) async fn run_guest<R>(
+        inner: &RuntimeInner,
+        mut lease: Lease,
+        limits: &Limits,
+        phase: Phase,
+        call: impl AsyncFnOnce(&mut Store<State>) -> GuestResult<R> + Send + 'static,
+    ) -> std::result::Result<(Lease, GuestResult<R>), tokio::task::JoinError>
+    where
+        R: Send + 'static,
+    {
+        if inner.yield_on_executor {
+            Runtime::start_clock(inner, &mut lease.store, limits);
+            let outcome = crate::binding::within(limits, phase, call(&mut lease.store)).await;
+            return Ok((lease, outcome));
+        }
+        // The semaphore is never closed; a permit is always granted.
+        let permit = inner.guests.clone().acquire_owned().await.ok();
+        let limits = limits.clone();
+        let handle = tokio::runtime::Handle::current();
+        let (gave_up, given_up) = tokio::sync::oneshot::channel::<std::convert::Infallible>();
+        let clock = crate::state::EvaluationClock::start(&limits, false);
+        let cancel = CancelOnDrop {
+            flag: clock.cancelled.clone(),
+            _gave_up: gave_up,
+        };
+        let thread = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let store = &mut lease.store;
+            // The deadline starts with the thread, not with the wait for it.
+            store.data_mut().clock = crate::state::EvaluationClock {
+                deadline: crate::state::deadline_from_now(&limits),
+                ..clock
+            };
+            store.set_epoch_deadline(1);
+            let outcome = handle.block_on(async {
+                tokio::select! {
+                    outcome = crate::binding::within(&limits, phase, call(store)) => outcome,
+                    // Only an error can come: the sender never sends.
+                    _ = given_up => Err((phase, wasmtime::Error::new(wasmtime::Trap::Interrupt))),
+                }
+            });
+            (lease, outcome)
+        });
+        let joined = thread.await;
+        drop(cancel);
+        joined
     }
 
     pub(crate) fn metadata_env(plugin: &str, limits: &Limits) -> HostEnv {

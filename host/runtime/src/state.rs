@@ -2,9 +2,10 @@
 //! interfaces plugins import.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
@@ -28,6 +29,57 @@ pub(crate) struct State {
     /// What the host copies out of the guest at most in one host call or
     /// answer (wasmtime's hostcall fuel); `HostEnv::charge` bounds their sum.
     pub(crate) hostcall_budget: usize,
+    /// When the running evaluation must end, and whether its caller gave up
+    /// on it; the epoch callback (`Runtime::new_store`) reads both.
+    pub(crate) clock: EvaluationClock,
+}
+
+/// The wall-clock end of one evaluation, checked on every epoch tick while
+/// guest code runs.
+#[derive(Debug, Clone)]
+pub(crate) struct EvaluationClock {
+    /// The guest traps (as past its deadline) at the first tick after this.
+    pub(crate) deadline: Instant,
+    /// Set when whoever awaited the evaluation dropped it (a webhook budget
+    /// ran out): the guest traps at the next tick instead of running on to
+    /// its own deadline on a thread nobody waits for.
+    pub(crate) cancelled: Arc<AtomicBool>,
+    /// Yield to the async executor at every tick instead of continuing
+    /// (guests run on the executor's own workers; the measured
+    /// alternative, see `RuntimeBuilder::yield_on_executor`).
+    pub(crate) yield_each_tick: bool,
+}
+
+/// `limits.deadline` from now; a deadline too far to represent (a limit
+/// of centuries) reads as a year, which no evaluation reaches either.
+pub(crate) fn deadline_from_now(limits: &Limits) -> Instant {
+    let now = Instant::now();
+    now.checked_add(limits.deadline)
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(now)
+}
+
+impl EvaluationClock {
+    /// A clock whose deadline is `limits.deadline` from now.
+    pub(crate) fn start(limits: &Limits, yield_each_tick: bool) -> Self {
+        EvaluationClock {
+            deadline: deadline_from_now(limits),
+            cancelled: Arc::new(AtomicBool::new(false)),
+            yield_each_tick,
+        }
+    }
+
+    /// What the epoch callback does at a tick: trap once the deadline passed
+    /// or the caller gave up, else run on for one more tick.
+    pub(crate) fn on_tick(&self) -> wasmtime::UpdateDeadline {
+        if self.cancelled.load(Ordering::Relaxed) || Instant::now() >= self.deadline {
+            wasmtime::UpdateDeadline::Interrupt
+        } else if self.yield_each_tick {
+            wasmtime::UpdateDeadline::Yield(1)
+        } else {
+            wasmtime::UpdateDeadline::Continue(1)
+        }
+    }
 }
 
 /// What the host interfaces answer from, for one evaluation.
@@ -138,7 +190,7 @@ impl State {
     /// A fresh state: WASI with nothing granted (no files, no environment,
     /// no sockets, no name lookups, no stdin), a fixed clock, random numbers
     /// seeded from `seed`, and captured, bounded stdout and stderr.
-    pub(crate) fn new(limits: &Limits, env: HostEnv, seed: u64) -> Self {
+    pub(crate) fn new(limits: &Limits, env: HostEnv, seed: u64, yield_each_tick: bool) -> Self {
         use rand::SeedableRng;
         let stdout = CapturedOutput::new(limits.max_stdio_bytes);
         let stderr = CapturedOutput::new(limits.max_stdio_bytes);
@@ -162,6 +214,7 @@ impl State {
             stdout,
             stderr,
             hostcall_budget: crate::runtime::hostcall_budget(limits),
+            clock: EvaluationClock::start(limits, yield_each_tick),
         }
     }
 

@@ -422,3 +422,99 @@ fn compiling_does_not_block_the_async_worker() {
         );
     });
 }
+
+/// A plugin spinning in a loop never holds the async worker: on a runtime
+/// with one worker thread, another task keeps running while the plugin
+/// spins to its 300 ms deadline (run on that thread, it would not run once
+/// until the deadline). Its deadline still ends it.
+#[test]
+fn a_spinning_plugin_does_not_block_the_async_worker() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let executor = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    executor.block_on(async {
+        let runtime = Runtime::builder().no_cache().build().unwrap();
+        let faulty = runtime
+            .load_file(tessera_tests::plugins::FAULTY_POLICY)
+            .await
+            .unwrap();
+        let looping = Binding::new(faulty, json!({"mode": "loop"}))
+            .unwrap()
+            .with_limits(
+                tessera_runtime::Limits::default().deadline(std::time::Duration::from_millis(300)),
+            );
+        let ticks = Arc::new(AtomicU64::new(0));
+        let ticker = {
+            let ticks = ticks.clone();
+            tokio::spawn(async move {
+                loop {
+                    ticks.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+            })
+        };
+        tokio::task::yield_now().await;
+        let before = ticks.load(Ordering::Relaxed);
+        let err = looping.validate(&review()).await.unwrap_err();
+        let during = ticks.load(Ordering::Relaxed) - before;
+        ticker.abort();
+        assert_eq!(
+            err.crash_kind(),
+            Some(tessera_runtime::CrashKind::Deadline),
+            "{err}"
+        );
+        // About 300 wake-ups of 1 ms each fit in the deadline; the guest on
+        // the worker would have left room for one at most.
+        assert!(
+            during > 50,
+            "the worker ran the other task only {during} times while the plugin spun"
+        );
+    });
+}
+
+/// An evaluation its caller drops (a webhook's budget ran out) stops then,
+/// not at its own deadline: with a single guest thread, the next
+/// evaluation gets that thread at once. (Left running, the looping guest
+/// would hold the thread for 30 s.)
+#[tokio::test]
+async fn a_dropped_evaluation_stops_its_guest() {
+    use std::time::Duration;
+
+    let runtime = Runtime::builder()
+        .no_cache()
+        .guest_threads(1)
+        .build()
+        .unwrap();
+    let faulty = runtime
+        .load_file(tessera_tests::plugins::FAULTY_POLICY)
+        .await
+        .unwrap();
+    let looping = Binding::new(faulty.clone(), json!({"mode": "loop"}))
+        .unwrap()
+        .with_limits(tessera_runtime::Limits::default().deadline(Duration::from_secs(30)));
+    let allowing = Binding::new(faulty, json!({"mode": "allow"})).unwrap();
+    for _ in 0..3 {
+        let cut =
+            tokio::time::timeout(Duration::from_millis(200), looping.validate(&review())).await;
+        assert!(cut.is_err(), "the loop is still running: {cut:?}");
+        let next = tokio::time::timeout(Duration::from_secs(5), allowing.validate(&review()))
+            .await
+            .expect("the next evaluation got the guest thread")
+            .expect("allowed");
+        assert!(next.allowed);
+    }
+}
+
+fn review() -> tessera_runtime::Review {
+    tessera_runtime::Review {
+        operation: tessera_runtime::Operation::Create,
+        object: Some(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "namespace": "t"}})),
+        old_object: None,
+        user_info: tessera_runtime::UserInfo::default(),
+    }
+}

@@ -3,19 +3,41 @@
 //! run.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OnceCell;
 
 use serde_json::Value;
 use tessera_runtime::{Plugin, Runtime, World};
 
 use super::RunOptions;
 
+/// One plugin loaded (or one crate built) at most once per run: the cell is
+/// made under a lock held only to find it, and filled without any lock, so
+/// cases that need other plugins go on while this one builds or compiles;
+/// cases that need the same one wait for it.
+type Once<T> = Arc<OnceCell<T>>;
+
 /// Loads plugins once per run, by resolved path.
 pub(crate) struct PluginCache {
     runtime: Runtime,
     pub(super) options: RunOptions,
-    plugins: tokio::sync::Mutex<HashMap<PathBuf, Plugin>>,
-    built: std::sync::Mutex<HashMap<(PathBuf, String), PathBuf>>,
+    plugins: Mutex<HashMap<PathBuf, Once<Plugin>>>,
+    built: Mutex<HashMap<(PathBuf, String), Once<PathBuf>>>,
+    /// The cargo that builds workspace plugins: `$CARGO` (set when run by
+    /// cargo) or `cargo`.
+    cargo: OsString,
+}
+
+/// The cell for `key`, made empty when there is none yet.
+fn cell<K: std::hash::Hash + Eq, T>(map: &Mutex<HashMap<K, Once<T>>>, key: K) -> Once<T> {
+    map.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(key)
+        .or_default()
+        .clone()
 }
 
 impl std::fmt::Debug for PluginCache {
@@ -30,15 +52,16 @@ impl PluginCache {
         PluginCache {
             runtime,
             options,
-            plugins: tokio::sync::Mutex::new(HashMap::new()),
-            built: std::sync::Mutex::new(HashMap::new()),
+            plugins: Mutex::new(HashMap::new()),
+            built: Mutex::new(HashMap::new()),
+            cargo: std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()),
         }
     }
 
     /// Resolves a plugin reference from a suite: a path (with a `/` or ending
     /// in `.wasm`, relative to the suite) or the name of a plugin crate in
     /// the cargo workspace that holds the suite, built on demand.
-    fn resolve(&self, suite: &Path, reference: &str) -> Result<PathBuf, String> {
+    async fn resolve(&self, suite: &Path, reference: &str) -> Result<PathBuf, String> {
         let base = suite.parent().unwrap_or(Path::new("."));
         if reference.contains('/') || reference.ends_with(".wasm") {
             return Ok(base.join(reference));
@@ -53,21 +76,19 @@ impl PluginCache {
                 base.display()
             )
         })?;
-        let key = (workspace.clone(), reference.to_string());
-        if let Some(path) = self
-            .built
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
-            return Ok(path.clone());
-        }
-        let path = build_plugin(&workspace, reference)?;
-        self.built
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, path.clone());
-        Ok(path)
+        let built = cell(&self.built, (workspace.clone(), reference.to_string()));
+        built
+            .get_or_try_init(|| async {
+                // cargo runs for seconds to minutes: on a blocking thread,
+                // never on a runtime worker.
+                let cargo = self.cargo.clone();
+                let crate_name = reference.to_string();
+                tokio::task::spawn_blocking(move || build_plugin(&cargo, &workspace, &crate_name))
+                    .await
+                    .map_err(|e| format!("plugin {reference}: building it failed: {e}"))?
+            })
+            .await
+            .cloned()
     }
 
     pub(super) async fn load(
@@ -76,20 +97,17 @@ impl PluginCache {
         reference: &str,
         world: World,
     ) -> Result<Plugin, String> {
-        let path = self.resolve(suite, reference)?;
-        let mut plugins = self.plugins.lock().await;
-        let plugin = match plugins.get(&path) {
-            Some(plugin) => plugin.clone(),
-            None => {
+        let path = self.resolve(suite, reference).await?;
+        let plugin = cell(&self.plugins, path.clone())
+            .get_or_try_init(|| async {
                 let spinner =
                     crate::progress::Spinner::start(format!("loading {}", path.display()));
                 let loaded = self.runtime.load_file(&path).await;
                 drop(spinner);
-                let plugin = loaded.map_err(|e| e.to_string())?;
-                plugins.insert(path.clone(), plugin.clone());
-                plugin
-            }
-        };
+                loaded.map_err(|e| e.to_string())
+            })
+            .await?
+            .clone();
         if plugin.world() != world {
             return Err(format!(
                 "plugin {reference}: is a {} plugin; this case needs a {world} plugin",
@@ -110,22 +128,26 @@ fn find_manifest_dir(dir: &Path) -> Option<PathBuf> {
 
 /// Builds a plugin crate for wasm32-wasip2 and returns its `.wasm`, read
 /// from cargo's own report of what it built.
-fn build_plugin(manifest_dir: &Path, crate_name: &str) -> Result<PathBuf, String> {
-    let output =
-        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .current_dir(manifest_dir)
-            .args([
-                "build",
-                "--quiet",
-                "--message-format=json",
-                "--target",
-                "wasm32-wasip2",
-                "--release",
-                "-p",
-                crate_name,
-            ])
-            .output()
-            .map_err(|e| format!("plugin {crate_name}: cannot run cargo: {e}"))?;
+/// Blocking: runs cargo to the end.
+fn build_plugin(
+    cargo: &OsString,
+    manifest_dir: &Path,
+    crate_name: &str,
+) -> Result<PathBuf, String> {
+    let output = std::process::Command::new(cargo)
+        .current_dir(manifest_dir)
+        .args([
+            "build",
+            "--quiet",
+            "--message-format=json",
+            "--target",
+            "wasm32-wasip2",
+            "--release",
+            "-p",
+            crate_name,
+        ])
+        .output()
+        .map_err(|e| format!("plugin {crate_name}: cannot run cargo: {e}"))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let first = stderr
@@ -155,4 +177,115 @@ fn build_plugin(manifest_dir: &Path, crate_name: &str) -> Result<PathBuf, String
         })
         .find(|f| f.extension().is_some_and(|e| e == "wasm"))
         .ok_or_else(|| format!("plugin {crate_name}: cargo built no .wasm (is it a cdylib crate?)"))
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    /// A suite file in a fresh cargo workspace, and a cache over a runtime
+    /// without an artifact cache, whose "cargo" is `cargo_script` (a shell
+    /// script).
+    fn cache(dir: &Path, cargo_script: &str) -> (PathBuf, PluginCache) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(dir.join("Cargo.toml"), "[workspace]\n").unwrap();
+        let suite = dir.join("cases.tessera.yaml");
+        std::fs::write(&suite, "").unwrap();
+        let cargo = dir.join("fake-cargo");
+        std::fs::write(&cargo, format!("#!/bin/sh\n{cargo_script}\n")).unwrap();
+        std::fs::set_permissions(&cargo, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(dir.join("not-wasm.wasm"), "not a plugin").unwrap();
+        let runtime = Runtime::builder().no_cache().build().unwrap();
+        let options = RunOptions {
+            filter: None,
+            update: false,
+            plugin_dir: None,
+        };
+        let mut cache = PluginCache::new(runtime, options);
+        cache.cargo = cargo.into_os_string();
+        (suite, cache)
+    }
+
+    /// While cargo builds one plugin, on a runtime with a single worker, a
+    /// case that needs another plugin of the same cache gets its answer:
+    /// the build holds neither the worker nor a lock. (Built on the worker,
+    /// the build would end first.)
+    #[test]
+    fn building_a_plugin_blocks_neither_the_worker_nor_other_plugins() {
+        let dir = tempfile::tempdir().unwrap();
+        let (suite, cache) = cache(
+            dir.path(),
+            "sleep 1\necho 'error: no such crate' >&2\nexit 101",
+        );
+        let executor = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        executor.block_on(async {
+            let building = cache.load(&suite, "slow-plugin", World::Policy);
+            let other = cache.load(&suite, "not-wasm.wasm", World::Policy);
+            tokio::pin!(building);
+            let other_first = tokio::select! {
+                biased;
+                _ = &mut building => None,
+                other = other => Some(other),
+            };
+            let other = other_first.expect("the other plugin waited for the build");
+            let error = other.expect_err("not a plugin");
+            assert!(error.contains("not-wasm.wasm"), "{error}");
+            assert!(error.contains("no \\0asm header"), "{error}");
+            let built = building.await.expect_err("the fake cargo fails");
+            assert_eq!(
+                built,
+                format!(
+                    "plugin slow-plugin: building it with cargo in {} failed: error: no such crate",
+                    std::fs::canonicalize(dir.path()).unwrap().display()
+                )
+            );
+        });
+    }
+
+    /// While one plugin compiles (no artifact cache: a real compile, on a
+    /// blocking thread), a case that needs another plugin of the same cache
+    /// gets its answer first: the compile holds no lock of the cache.
+    #[test]
+    fn compiling_a_plugin_does_not_hold_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let (suite, cache) = cache(dir.path(), "exit 1");
+        let executor = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        executor.block_on(async {
+            let compiling = cache.load(
+                &suite,
+                tessera_tests::plugins::REQUIRE_LABELS,
+                World::Policy,
+            );
+            let other = cache.load(&suite, "not-wasm.wasm", World::Policy);
+            tokio::pin!(compiling);
+            let other_first = tokio::select! {
+                biased;
+                _ = &mut compiling => None,
+                other = other => Some(other),
+            };
+            let other = other_first.expect("the other plugin waited for the compile");
+            assert!(other.is_err(), "not a plugin");
+            let plugin = compiling.await.expect("require-labels loads");
+            assert_eq!(
+                plugin.artifact_source(),
+                tessera_runtime::ArtifactSource::Compiled
+            );
+            // Loaded once: the second time comes from the cell.
+            let again = cache
+                .load(
+                    &suite,
+                    tessera_tests::plugins::REQUIRE_LABELS,
+                    World::Policy,
+                )
+                .await
+                .unwrap();
+            assert_eq!(again.digest(), plugin.digest());
+        });
+    }
 }
