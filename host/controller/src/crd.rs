@@ -10,7 +10,7 @@ use kube::CustomResource;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tessera_runtime::{Limits, LimitsError, LimitsSpec};
+use tessera_runtime::{Limits, LimitsError, LimitsSpec, ReadRule};
 
 /// Which composite resources a composition expands, and with which plugin.
 ///
@@ -23,6 +23,7 @@ use tessera_runtime::{Limits, LimitsError, LimitsSpec};
 ///   plugin: {path: /plugins/database.wasm}
 ///   settings: {maxReplicas: 5}
 ///   policies: [require-labels]
+///   reads: [{apiVersion: v1, kind: ConfigMap}]
 /// ```
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
@@ -54,6 +55,13 @@ pub struct CompositionSpec {
     /// composite: nothing is applied or pruned.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<String>,
+    /// What the plugin may read through the host (`get-resource`,
+    /// `list-resources`): each entry a kind, by default in the composite's
+    /// own namespace only. Reads are answered from watch caches the
+    /// controller starts on first use; a composite is expanded again when
+    /// an object it read changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<ReadRule>,
 }
 
 /// An apiVersion and kind.
@@ -190,6 +198,12 @@ pub struct PolicySpec {
     /// denies, `Ignore` allows with a warning.
     #[serde(default)]
     pub failure_policy: FailurePolicy,
+    /// What the plugin may read through the host: each entry a kind, by
+    /// default in the reviewed object's namespace only (for a Composition's
+    /// policies, the composite's), answered from the controller's watch
+    /// caches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<ReadRule>,
 }
 
 /// Which requests a policy judges.

@@ -21,8 +21,10 @@ mod diff;
 mod kinds;
 pub mod leader;
 mod manager;
+pub mod metrics;
 mod plugins;
 mod policies;
+mod reads;
 mod webhook;
 
 use std::net::SocketAddr;
@@ -70,6 +72,10 @@ pub struct Options {
     /// Only Compositions and Policies with these labels (a label selector
     /// such as `tessera.dev/shard=a`); none: all of them.
     pub selector: Option<String>,
+    /// On shutdown, how long running reconciles may take to finish (the
+    /// lease is renewed meanwhile); past it they are cut short, the lease is
+    /// released and the next leader retries them.
+    pub shutdown_grace: Duration,
 }
 
 /// Where and how the webhook listens.
@@ -90,7 +96,7 @@ pub struct WebhookOptions {
 impl Options {
     /// Defaults: controller on, no leader election, no webhook, resync 5
     /// minutes, plugin files re-read every 30 seconds, 16 concurrent
-    /// reconciles per kind.
+    /// reconciles per kind, 10 seconds of shutdown grace.
     pub fn new(runtime: Runtime, secret_key: Arc<SecretKey>) -> Self {
         Options {
             runtime,
@@ -104,6 +110,7 @@ impl Options {
             lease: None,
             webhook: None,
             selector: None,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -167,6 +174,7 @@ pub async fn start(client: Client, options: Options) -> anyhow::Result<Running> 
         recorder,
         resync: options.resync,
         metrics: metrics.clone(),
+        reads: Arc::new(reads::Reads::new(client.clone(), cancel.clone())),
     });
     let leading = Arc::new(AtomicBool::new(
         options.lease.is_none() && options.controller,
@@ -223,6 +231,9 @@ pub async fn start(client: Client, options: Options) -> anyhow::Result<Running> 
             policies: policies.clone(),
             namespaces,
             budget: webhook.budget,
+            // The same read caches as the controller's (also when only the
+            // webhook runs: then they serve only policies).
+            reads: Some(shared.clone()),
         });
         tasks.spawn(webhook::serve(listener, tls, state, cancel.clone()));
     }
@@ -281,8 +292,23 @@ async fn run_controller(
             cancel,
         )
     };
+    let grace = options.shutdown_grace;
     let Some(lease) = &options.lease else {
-        return run(cancel).await;
+        let mut controllers = std::pin::pin!(run(cancel.clone()));
+        tokio::select! {
+            result = &mut controllers => return result,
+            _ = cancel.cancelled() => {}
+        }
+        return match tokio::time::timeout(grace, controllers).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!(
+                    ?grace,
+                    "reconciles still running after the shutdown grace: cut short"
+                );
+                Ok(())
+            }
+        };
     };
     let elector = leader::Elector::new(shared.client.clone(), lease.clone());
     tokio::select! {
@@ -304,7 +330,30 @@ async fn run_controller(
             return Err(anyhow::anyhow!("lost the lease {}/{}", lease.namespace, lease.name));
         }
         _ = cancel.cancelled() => {
-            let result = controllers.await;
+            // The controllers take no new work; the running reconciles
+            // finish within the grace, the lease renewed meanwhile so that
+            // no other replica starts while they run. Then the lease is
+            // released: another replica takes over at once and retries
+            // whatever was cut short.
+            let result = tokio::select! {
+                result = &mut controllers => result,
+                _ = elector.hold() => {
+                    leading.store(false, Ordering::SeqCst);
+                    return Err(anyhow::anyhow!(
+                        "lost the lease {}/{} while shutting down",
+                        lease.namespace,
+                        lease.name
+                    ));
+                }
+                _ = tokio::time::sleep(grace) => {
+                    tracing::warn!(
+                        ?grace,
+                        "reconciles still running after the shutdown grace: cut short, \
+                         the next leader retries them"
+                    );
+                    Ok(())
+                }
+            };
             elector.release().await;
             result
         }

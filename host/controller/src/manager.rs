@@ -370,6 +370,7 @@ async fn sync_one(
         composition: name.clone(),
         binding,
         policies: spec.policies.clone(),
+        reads: spec.reads.clone(),
     };
     match running.get_mut(&name) {
         Some(current) if current.composite == composite => {
@@ -412,7 +413,10 @@ async fn bind(
     composition: &Composition,
 ) -> Result<Binding, BindError> {
     let spec = &composition.spec;
-    let plugin = loader.load(User::Compositions, &spec.plugin).await?;
+    let plugin = loader
+        .load(User::Compositions, &spec.plugin)
+        .await
+        .inspect_err(crate::metrics::plugin_load_failed)?;
     if plugin.world() != World::Composition {
         return Err(BindError::WrongWorld {
             plugin: plugin.id().clone(),
@@ -424,6 +428,9 @@ async fn bind(
         Some(limits) => crate::crd::binding_limits(limits)?,
         None => tessera_runtime::Limits::default(),
     };
+    for rule in &spec.reads {
+        rule.check().map_err(BindError::Reads)?;
+    }
     let settings = spec.settings.clone().unwrap_or(Value::Null);
     let binding = Binding::new(plugin, settings).map_err(BindError::Settings)?;
     Ok(binding

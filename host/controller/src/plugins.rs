@@ -121,6 +121,9 @@ pub enum BindError {
     /// The plugin refused the settings.
     #[error("settings: {0}")]
     Settings(#[source] tessera_runtime::Error),
+    /// A `reads` entry is not valid; the message names it.
+    #[error("{0}")]
+    Reads(String),
 }
 
 /// The kind of object that needs a plugin of `world`.
@@ -254,7 +257,11 @@ impl PluginLoader {
         if let Some(plugin) = self.cached(user, &digest) {
             return Ok(plugin);
         }
-        let plugin = self.runtime.load(&bytes, Path::new(&origin)).await?;
+        let plugin = self
+            .runtime
+            .load(&bytes, Path::new(&origin))
+            .await
+            .inspect(crate::metrics::plugin_loaded)?;
         self.loaded
             .lock()
             .expect("loader lock")
@@ -264,7 +271,8 @@ impl PluginLoader {
 
     /// The loaded plugin whose bytes have the lowercase hex `digest`.
     fn cached(&self, user: User, digest: &str) -> Option<Plugin> {
-        self.loaded.lock().expect("loader lock").get(user, digest)
+        let plugin = self.loaded.lock().expect("loader lock").get(user, digest);
+        plugin.inspect(crate::metrics::plugin_reused)
     }
 
     /// Ends a pass of `user` over all its objects: from now on it uses

@@ -1,5 +1,10 @@
 //! Policies: loaded from `Policy` objects, judged on children (by the
 //! controller) and on admission requests (by the webhook).
+//!
+//! A policy with `reads` reads the cluster from the process's shared read
+//! caches ([`crate::reads`]); each evaluation gets a view whose home
+//! namespace is the reviewed object's (for a Composition's policies, the
+//! composite's), as `tessera validate --resources --reads` does offline.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -7,8 +12,9 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::Value;
-use tessera_runtime::{Binding, Operation, Review, Severity, World};
+use tessera_runtime::{Binding, Operation, ReadAccess, ReadRule, Review, Severity, World};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::crd::{FailurePolicy, Policy, PolicyMode, PolicySpec};
 use crate::plugins::{BindError, PluginLoader, User};
@@ -164,7 +170,10 @@ impl PolicyStore {
         name: &str,
         spec: &PolicySpec,
     ) -> Result<Binding, BindError> {
-        let plugin = loader.load(User::Policies, &spec.plugin).await?;
+        let plugin = loader
+            .load(User::Policies, &spec.plugin)
+            .await
+            .inspect_err(crate::metrics::plugin_load_failed)?;
         if plugin.world() != World::Policy {
             return Err(BindError::WrongWorld {
                 plugin: plugin.id().clone(),
@@ -179,6 +188,9 @@ impl PolicyStore {
         if limits.get_deadline() > self.deadline_cap {
             limits = limits.deadline(self.deadline_cap);
         }
+        for rule in &spec.reads {
+            rule.check().map_err(BindError::Reads)?;
+        }
         let settings = spec.settings.clone().unwrap_or(Value::Null);
         let binding = Binding::new(plugin, settings).map_err(BindError::Settings)?;
         tracing::debug!(policy = name, "policy plugin loaded");
@@ -186,11 +198,11 @@ impl PolicyStore {
     }
 }
 
-/// Runs one policy on `review` and turns its verdict, mode and failure
-/// policy into a [`Judgement`]. `subject` names the object in messages.
-pub async fn judge(policy: &LoadedPolicy, review: &Review, subject: &str) -> Judgement {
-    let spec = &policy.spec;
-    let failure = |error: String| match spec.failure_policy {
+/// The judgement of a policy that failed on `subject` (`error` says how,
+/// one line): by its `failurePolicy`, a denial naming it (`Fail`) or an
+/// allowance with a warning naming it (`Ignore`).
+pub fn failed(policy: &LoadedPolicy, subject: &str, error: &str) -> Judgement {
+    match policy.spec.failure_policy {
         FailurePolicy::Fail => Judgement::Deny {
             message: format!("policy {} failed on {subject}: {error}", policy.name),
             failed: true,
@@ -201,12 +213,96 @@ pub async fn judge(policy: &LoadedPolicy, review: &Review, subject: &str) -> Jud
                 policy.name
             )],
         },
+    }
+}
+
+/// Where a policy's reads are answered from in one evaluation.
+#[derive(Debug, Clone)]
+pub struct PolicyReads<'a> {
+    /// The process's shared read caches and discovery.
+    pub shared: &'a Arc<crate::compose::Shared>,
+    /// The namespace rules without `namespaces` open: the reviewed object's
+    /// (a Composition's policies: the composite's); none for cluster-scoped
+    /// objects, whose reads must name namespaces.
+    pub home: Option<&'a str>,
+    /// How long a cache not ready yet is waited for: past it the policy
+    /// fails (by its `failurePolicy`) naming the kind.
+    pub deadline: Instant,
+}
+
+/// `binding` with the read view `policy.spec.reads` allows under `reads`,
+/// or why it cannot be had (one line, naming the kind).
+async fn bind_reads(
+    policy: &LoadedPolicy,
+    binding: &Binding,
+    reads: Option<&PolicyReads<'_>>,
+) -> Result<Binding, String> {
+    let rules: &[ReadRule] = &policy.spec.reads;
+    let Some(reads) = reads else {
+        let kind = rules
+            .first()
+            .map(|r| format!("{} {}", r.api_version, r.kind))
+            .unwrap_or_default();
+        return Err(format!(
+            "cannot read {kind}: no read caches serve this evaluation"
+        ));
     };
+    let home = reads.home.map(String::from);
+    // Started on its own task: a cache still listing when this evaluation
+    // gives up keeps starting, so the next one finds it ready.
+    let task = {
+        let (shared, rules, home) = (reads.shared.clone(), rules.to_vec(), home.clone());
+        tokio::spawn(async move {
+            shared
+                .reads
+                .view(&shared.kinds, &rules, home.as_deref())
+                .await
+        })
+    };
+    let view = match tokio::time::timeout_at(reads.deadline, task).await {
+        Ok(Ok(Ok(view))) => view,
+        Ok(Ok(Err(error))) => return Err(error.to_string()),
+        Ok(Err(error)) => return Err(format!("reading the cluster: {error}")),
+        Err(_) => {
+            return Err(reads
+                .shared
+                .reads
+                .waiting(rules, home.as_deref())
+                .to_string());
+        }
+    };
+    let access = ReadAccess::scoped(Arc::new(view), rules.to_vec(), home)?;
+    Ok(binding.clone().with_reads(access))
+}
+
+/// Runs one policy on `review` and turns its verdict, mode and failure
+/// policy into a [`Judgement`]. `subject` names the object in messages. A
+/// policy with `reads` reads through `reads` (none: its reads fail).
+pub async fn judge(
+    policy: &LoadedPolicy,
+    review: &Review,
+    subject: &str,
+    reads: Option<&PolicyReads<'_>>,
+) -> Judgement {
+    let spec = &policy.spec;
+    let failure = |error: String| failed(policy, subject, &one_line(&error));
     let binding = match &policy.binding {
         Ok(binding) => binding,
         Err(error) => return failure(format!("not loaded: {error}")),
     };
-    let verdict = match binding.validate(review).await {
+    let with_reads;
+    let binding = if spec.reads.is_empty() {
+        binding
+    } else {
+        match bind_reads(policy, binding, reads).await {
+            Ok(bound) => {
+                with_reads = bound;
+                &with_reads
+            }
+            Err(error) => return failure(error),
+        }
+    };
+    let verdict = match crate::metrics::evaluation(binding, binding.validate(review)).await {
         Ok(verdict) => verdict,
         Err(error) => return failure(one_line(&error.to_string())),
     };
@@ -323,6 +419,7 @@ mod tests {
             },
             mode: PolicyMode::Enforce,
             failure_policy: FailurePolicy::Fail,
+            reads: Vec::new(),
         }
     }
 

@@ -21,8 +21,8 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::crd::FailurePolicy;
-use crate::policies::{Judgement, PolicyStore, judge, matches, one_line};
+use crate::metrics;
+use crate::policies::{Judgement, PolicyReads, PolicyStore, failed, judge, matches, one_line};
 
 /// The largest AdmissionReview body read (the API server's own limit on an
 /// object is 3 MiB; a review carries two).
@@ -37,7 +37,14 @@ pub struct Webhook {
     pub namespaces: Store<Namespace>,
     /// Time for all matching policies together.
     pub budget: Duration,
+    /// The read caches policies with `reads` read from (the controller's,
+    /// shared); none: such policies fail, by their `failurePolicy`.
+    pub reads: Option<Arc<crate::compose::Shared>>,
 }
+
+/// How much of the budget is kept back from waiting for read caches, so
+/// that a policy whose cache is not ready says so before the budget ends.
+const READS_MARGIN: Duration = Duration::from_millis(250);
 
 /// A TLS server configuration from PEM files (certificate chain, key).
 pub fn tls_config(cert_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<Arc<ServerConfig>> {
@@ -153,6 +160,7 @@ where
             let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
                 Ok(body) => body.to_bytes(),
                 Err(error) => {
+                    metrics::webhook_bad_request();
                     return text(
                         body_error_status(&*error),
                         format!("reading the body: {}", one_line(&error.to_string())),
@@ -162,10 +170,11 @@ where
             let admission = match tessera_admission::decode(&body) {
                 Ok(admission) => admission,
                 Err(error) => {
+                    metrics::webhook_bad_request();
                     return text(StatusCode::BAD_REQUEST, format!("AdmissionReview: {error}"));
                 }
             };
-            let answer = webhook.review(&admission).await;
+            let answer = metrics::webhook_reviewed(webhook.review(&admission)).await;
             let mut response = Response::new(Full::new(Bytes::from(answer.to_json())));
             response.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
@@ -178,10 +187,12 @@ where
 }
 
 impl Webhook {
-    /// Runs every policy matching `request` and combines their answers: any
-    /// deny denies (all deny messages, `; `-separated); warnings are passed
-    /// on. When the budget runs out, the request is denied if any matching
-    /// policy fails closed, else allowed with a warning.
+    /// Runs every policy matching `request`, all at once, and combines their
+    /// answers: any deny denies (all deny messages, `; `-separated); warnings
+    /// are passed on. A policy that has not answered when the budget runs
+    /// out is stopped and counts as failed, by its `failurePolicy`: `Fail`
+    /// denies naming it, `Ignore` allows with a warning naming it; the
+    /// answers of the policies that did answer still count.
     pub async fn review(&self, request: &AdmissionRequest) -> Answer {
         // The admission decoder and the runtime share the type
         // (`tessera-types`).
@@ -231,25 +242,57 @@ impl Webhook {
                 request.kind.kind, request.namespace, request.name
             )
         };
-        let judged = tokio::time::timeout(
-            self.budget,
-            futures::future::join_all(matched.iter().map(|p| judge(p, &review, &subject))),
-        )
-        .await;
-        let judgements = match judged {
-            Ok(judgements) => judgements,
-            Err(_) => {
-                let message = format!("policies did not answer within {:?}", self.budget);
-                return if matched
-                    .iter()
-                    .any(|p| p.spec.failure_policy == FailurePolicy::Fail)
-                {
-                    Answer::deny(&request.uid, message)
-                } else {
-                    Answer::allow(&request.uid).warn(message)
-                };
+        // Each policy's guest code runs on its own thread (the runtime's
+        // guest threads), so these really run in parallel; this task only
+        // waits. Whatever has not answered when the budget runs out is
+        // dropped, which stops its guest at the next epoch tick.
+        let started = tokio::time::Instant::now();
+        let budget_ends = tokio::time::sleep_until(started + self.budget);
+        tokio::pin!(budget_ends);
+        // Reads: the reviewed object's namespace is home; a cache not ready
+        // is waited for within the budget only.
+        let reads = self.reads.as_ref().map(|shared| PolicyReads {
+            shared,
+            home: (!request.namespace.is_empty()).then_some(request.namespace.as_str()),
+            deadline: started + self.budget.saturating_sub(READS_MARGIN),
+        });
+        let mut pending: futures::stream::FuturesUnordered<_> = matched
+            .iter()
+            .enumerate()
+            .map(|(index, policy)| {
+                let (review, subject) = (&review, &subject);
+                let judged = judge(policy, review, subject, reads.as_ref());
+                async move { (index, metrics::policy_judged(&policy.name, judged).await) }
+            })
+            .collect();
+        let mut judgements: Vec<Option<Judgement>> = vec![None; matched.len()];
+        loop {
+            tokio::select! {
+                biased;
+                next = futures::StreamExt::next(&mut pending) => match next {
+                    Some((index, judgement)) => judgements[index] = Some(judgement),
+                    None => break,
+                },
+                () = &mut budget_ends => break,
             }
-        };
+        }
+        drop(pending);
+        let judgements = judgements
+            .into_iter()
+            .zip(&matched)
+            .map(|(judgement, policy)| {
+                judgement.unwrap_or_else(|| {
+                    failed(
+                        policy,
+                        &subject,
+                        &format!(
+                            "did not answer within the webhook's budget of {:?}",
+                            self.budget
+                        ),
+                    )
+                })
+            })
+            .collect();
         combine(&request.uid, judgements)
     }
 }
@@ -291,6 +334,7 @@ mod tests {
             policies: Arc::new(PolicyStore::new(Duration::from_secs(1))),
             namespaces: kube::runtime::reflector::store::Writer::<Namespace>::default().as_reader(),
             budget: Duration::from_secs(1),
+            reads: None,
         }
     }
 

@@ -62,7 +62,10 @@ pub use binding::{
 pub use error::{CrashKind, Error, Phase, PluginId, Result};
 pub use limits::{Limits, LimitsError, LimitsSpec, parse_bytes, parse_duration};
 pub use plugin::{KindRef, Metadata, Plugin, World};
-pub use resources::{Fixtures, ReadAccess, ResourceSource};
-pub use runtime::{ArtifactSource, DEFAULT_INSTANCE_SLOTS, EPOCH_TICK, Runtime, RuntimeBuilder};
+pub use resources::{ALL_NAMESPACES, Fixtures, ReadAccess, ReadRule, ResourceSource};
+pub use runtime::{
+    ArtifactSource, DEFAULT_GUEST_THREADS, DEFAULT_INSTANCE_SLOTS, EPOCH_TICK, Runtime,
+    RuntimeBuilder,
+};
 pub use secrets::{KeyTooShort, MIN_KEY_BYTES, SecretKey};
 pub use state::{LogLevel, LogLine};

@@ -20,6 +20,7 @@ mod provenance;
 mod require_labels;
 mod reuse;
 mod service_binding;
+mod team_database;
 mod wasi_command;
 mod wat_plugins;
 mod web_app;

@@ -13,8 +13,8 @@ use crate::commands::{Format, LimitsArgs};
 use crate::documents::{self, display_name};
 use crate::failure::{Failure, Outcome};
 use crate::input::{
-    check_object, check_stdin_once, load_plugin, load_secret_key, objects, read_all, read_one,
-    read_settings, split_policy_arg,
+    check_object, check_stdin_once, implied_rules, load_plugin, load_secret_key, objects, read_all,
+    read_one, read_rules, read_settings, split_policy_arg,
 };
 use crate::report::{describe, write_finding, write_report};
 use crate::{EXIT_DENIED, EXIT_OK, GlobalArgs, Stdio, Untrusted, build_runtime, json_for_terminal};
@@ -24,7 +24,7 @@ pub(crate) struct RenderArgs {
     /// The composite (YAML or JSON; `-` for stdin).
     #[arg(value_name = "COMPOSITE")]
     composite: PathBuf,
-    /// The composition plugin (`.wasm` component).
+    /// The composition plugin (`.wasm` component, or an oci:// reference).
     #[arg(long, value_name = "WASM")]
     plugin: PathBuf,
     /// Settings for the composition plugin (a YAML or JSON object).
@@ -34,10 +34,16 @@ pub(crate) struct RenderArgs {
     /// multi-document files allowed).
     #[arg(long, value_name = "FILE")]
     observed: Vec<PathBuf>,
-    /// Objects the plugin may read through the host (repeatable); the
-    /// plugin may read exactly the kinds found in these files.
+    /// Objects the plugin may read through the host (repeatable). Without
+    /// `--reads` the plugin may read the kinds found in these files except
+    /// Secrets, in the composite's own namespace only, as in the cluster.
     #[arg(long, value_name = "FILE")]
     resources: Vec<PathBuf>,
+    /// What the plugin may read, as a Composition's `spec.reads`: a YAML
+    /// list of `{apiVersion, kind, namespaces, labelSelector}`, or a
+    /// Composition (or Policy) whose `spec.reads` is used.
+    #[arg(long, value_name = "FILE")]
+    reads: Option<PathBuf>,
     /// A policy plugin to check every child with, optionally with a settings
     /// file (repeatable).
     #[arg(long = "policy", value_name = "WASM[=SETTINGS_FILE]")]
@@ -64,6 +70,7 @@ pub(crate) async fn execute(global: &GlobalArgs, args: RenderArgs, io: &mut Stdi
     inputs.extend(args.settings.as_deref());
     inputs.extend(args.observed.iter().map(PathBuf::as_path));
     inputs.extend(args.resources.iter().map(PathBuf::as_path));
+    inputs.extend(args.reads.as_deref());
     let policy_args: Vec<(PathBuf, Option<PathBuf>)> =
         args.policies.iter().map(|p| split_policy_arg(p)).collect();
     inputs.extend(policy_args.iter().filter_map(|(_, s)| s.as_deref()));
@@ -83,6 +90,10 @@ pub(crate) async fn execute(global: &GlobalArgs, args: RenderArgs, io: &mut Stdi
     for path in &args.resources {
         resources.extend(objects(path, read_all(path, io.stdin)?)?);
     }
+    let rules = match &args.reads {
+        Some(path) => Some(read_rules(path, io.stdin)?),
+        None => None,
+    };
     let mut policy_settings = Vec::new();
     for (_, settings_path) in &policy_args {
         policy_settings.push(read_settings(settings_path.as_deref(), io.stdin)?);
@@ -92,16 +103,26 @@ pub(crate) async fn execute(global: &GlobalArgs, args: RenderArgs, io: &mut Stdi
     let limits_spec = args.limits.spec();
     let limits = limits_spec.to_limits()?;
     let runtime = build_runtime(global, limits_spec.fuel.is_some())?;
-    let plugin = load_plugin(&runtime, &args.plugin, World::Composition).await?;
+    let plugin = load_plugin(global, &runtime, &args.plugin, World::Composition).await?;
     let fixtures = Fixtures::new(resources);
-    let allowed = fixtures.kinds();
+    let rules = rules.unwrap_or_else(|| implied_rules(&fixtures));
+    let home = composite
+        .pointer("/metadata/namespace")
+        .and_then(serde_json::Value::as_str)
+        .map(String::from);
+    let reads = ReadAccess::scoped(Arc::new(fixtures), rules, home).map_err(|m| {
+        Failure(match &args.reads {
+            Some(path) => format!("{}: {m}", display_name(path)),
+            None => m,
+        })
+    })?;
     let binding = Binding::new(plugin, settings)?
         .with_limits(limits.clone())
-        .with_reads(ReadAccess::new(Arc::new(fixtures), allowed))
+        .with_reads(reads)
         .with_secret_key(secret_key.clone());
     let mut policies = Vec::new();
     for ((wasm, _), settings) in policy_args.iter().zip(policy_settings) {
-        let plugin = load_plugin(&runtime, wasm, World::Policy).await?;
+        let plugin = load_plugin(global, &runtime, wasm, World::Policy).await?;
         let name = plugin.metadata().name.clone();
         policies.push(PolicyBinding {
             binding: Binding::new(plugin, settings)?.with_limits(limits.clone()),

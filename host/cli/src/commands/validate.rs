@@ -2,14 +2,20 @@
 //! with a policy and print one verdict per document.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
-use tessera_runtime::{Binding, Operation, Review, UserInfo, World};
+use tessera_runtime::{
+    Binding, Fixtures, Operation, ReadAccess, ReadRule, Review, UserInfo, World,
+};
 
 use crate::commands::{Format, LimitsArgs};
 use crate::documents::{self, display_name, parse_stream, read_text};
 use crate::failure::{Failure, Outcome};
-use crate::input::{check_object, check_stdin_once, load_plugin, objects, read_all, read_settings};
+use crate::input::{
+    check_object, check_stdin_once, implied_rules, load_plugin, objects, read_all, read_rules,
+    read_settings,
+};
 use crate::report::{describe, verdict_value, write_finding, write_report};
 use crate::{
     EXIT_DENIED, EXIT_ERROR, EXIT_OK, GlobalArgs, Stdio, build_runtime, json_for_terminal, one_line,
@@ -21,7 +27,7 @@ pub(crate) struct ValidateArgs {
     /// stdin).
     #[arg(value_name = "RESOURCE")]
     resource: PathBuf,
-    /// The policy plugin (`.wasm` component).
+    /// The policy plugin (`.wasm` component, or an oci:// reference).
     #[arg(long, value_name = "WASM")]
     policy: PathBuf,
     /// Settings for the policy (a YAML or JSON object).
@@ -33,6 +39,18 @@ pub(crate) struct ValidateArgs {
     /// The old object(s) for `update` (one document, or one per resource).
     #[arg(long, value_name = "FILE")]
     old: Option<PathBuf>,
+    /// Objects the policy may read through the host (repeatable). Without
+    /// `--reads` the policy may read the kinds found in these files except
+    /// Secrets, in the reviewed object's own namespace only, as in the
+    /// cluster.
+    #[arg(long, value_name = "FILE")]
+    resources: Vec<PathBuf>,
+    /// What the policy may read, as a Policy's `spec.reads`: a YAML list of
+    /// `{apiVersion, kind, namespaces, labelSelector}`, or a Policy (or
+    /// Composition) whose `spec.reads` is used. Rules without `namespaces`
+    /// open the reviewed object's namespace only.
+    #[arg(long, value_name = "FILE")]
+    reads: Option<PathBuf>,
     /// Output format.
     #[arg(short, long, value_enum, default_value = "yaml")]
     output: Format,
@@ -56,6 +74,8 @@ pub(crate) async fn execute(
     let mut inputs: Vec<&Path> = vec![&args.resource];
     inputs.extend(args.settings.as_deref());
     inputs.extend(args.old.as_deref());
+    inputs.extend(args.resources.iter().map(PathBuf::as_path));
+    inputs.extend(args.reads.as_deref());
     check_stdin_once(&inputs)?;
     let operation = match args.operation {
         OperationArg::Create => Operation::Create,
@@ -99,11 +119,20 @@ pub(crate) async fn execute(
         }
         None => Vec::new(),
     };
+    let mut resources = Vec::new();
+    for path in &args.resources {
+        resources.extend(objects(path, read_all(path, io.stdin)?)?);
+    }
+    let fixtures = Arc::new(Fixtures::new(resources));
+    let rules = match &args.reads {
+        Some(path) => read_rules(path, io.stdin)?,
+        None => implied_rules(&fixtures),
+    };
 
     let limits_spec = args.limits.spec();
     let limits = limits_spec.to_limits()?;
     let runtime = build_runtime(global, limits_spec.fuel.is_some())?;
-    let plugin = load_plugin(&runtime, &args.policy, World::Policy).await?;
+    let plugin = load_plugin(global, &runtime, &args.policy, World::Policy).await?;
     let name = plugin.metadata().name.clone();
     let binding = Binding::new(plugin, settings)?.with_limits(limits);
     let source = display_name(&args.resource);
@@ -138,6 +167,18 @@ pub(crate) async fn execute(
             user_info: UserInfo::default(),
         };
         let subject = format!("document {index} ({})", describe(&object));
+        let binding = match reads_for(&binding, &fixtures, &rules, &object) {
+            Ok(binding) => binding,
+            Err(message) => {
+                writeln!(
+                    io.stderr,
+                    "error: {source}: {subject}: {}",
+                    one_line(&message)
+                )?;
+                any_failed = true;
+                continue;
+            }
+        };
         match binding.validate(&review).await {
             Ok(verdict) => {
                 write_report(io.stderr, &name, &verdict.report)?;
@@ -170,4 +211,25 @@ pub(crate) async fn execute(
     } else {
         EXIT_OK
     })
+}
+
+/// `binding` reading `fixtures` within `rules`, with the namespace of
+/// `object` (the reviewed one) as home, as the webhook does; no rules: the
+/// binding as it is (no reads).
+fn reads_for(
+    binding: &Binding,
+    fixtures: &Arc<Fixtures>,
+    rules: &[ReadRule],
+    object: &serde_json::Value,
+) -> Result<Binding, String> {
+    if rules.is_empty() {
+        return Ok(binding.clone());
+    }
+    let home = object
+        .pointer("/metadata/namespace")
+        .and_then(serde_json::Value::as_str)
+        .filter(|n| !n.is_empty())
+        .map(String::from);
+    let access = ReadAccess::scoped(fixtures.clone(), rules.to_vec(), home)?;
+    Ok(binding.clone().with_reads(access))
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde_json::Value;
-use tessera_runtime::LimitsSpec;
+use tessera_runtime::{LimitsSpec, ReadRule};
 
 use super::{Case, CaseKind, SuiteError, err};
 
@@ -61,6 +61,11 @@ pub(super) struct CompositionInput {
     pub(super) resources: Vec<Value>,
     #[serde(default)]
     pub(super) resource_files: Vec<PathBuf>,
+    /// What the plugin may read, as a Composition's `spec.reads`; without
+    /// it, the kinds of `resources` except Secrets, in the composite's own
+    /// namespace (as `tessera render --resources`).
+    #[serde(default)]
+    pub(super) reads: Option<Vec<ReadRule>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

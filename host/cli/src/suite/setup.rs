@@ -123,14 +123,22 @@ pub(super) async fn bind_composition(
         resources.extend(read_values(suite, file)?);
     }
     let fixtures = Fixtures::new(resources);
-    let allowed = fixtures.kinds();
+    let rules = input
+        .reads
+        .clone()
+        .unwrap_or_else(|| crate::input::implied_rules(&fixtures));
+    let home = composite
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .map(String::from);
+    let reads = ReadAccess::scoped(Arc::new(fixtures), rules, home)?;
     // A fixed test key: credentials are deterministic and never the
     // development key's, so goldens do not depend on it.
     let key = SecretKey::new(b"tessera test suites: fixed key, not secret".to_vec())
         .expect("the test key is long enough");
     let binding = Binding::new(plugin, settings)
         .map_err(SetupError::Runtime)?
-        .with_reads(ReadAccess::new(Arc::new(fixtures), allowed))
+        .with_reads(reads)
         .with_secret_key(Arc::new(key))
         .with_limits(limits.clone());
     Ok((binding, composite, observed))

@@ -75,6 +75,13 @@ pub(crate) enum ReconcileError {
         #[source]
         source: kube::Error,
     },
+    /// A kind the plugin may read cannot be served: not installed, not
+    /// listable by the controller, or over the cache bound.
+    #[error("{0}")]
+    ReadsUnavailable(#[source] crate::reads::ReadsError),
+    /// The composition's `reads` are not valid.
+    #[error("{0}")]
+    ReadsRefused(String),
     /// Writing the composite's status failed.
     #[error("writing the status: {}", api_message(.0))]
     StatusFailed(#[source] kube::Error),
@@ -90,6 +97,9 @@ impl ReconcileError {
                 "ChildKindUnknown"
             }
             ReconcileError::PluginFailed(_) => "PluginFailed",
+            ReconcileError::ReadsUnavailable(_) | ReconcileError::ReadsRefused(_) => {
+                "ReadsUnavailable"
+            }
             ReconcileError::InvalidChild(_) => "InvalidChild",
             ReconcileError::PolicyNotFound { .. } => "PolicyNotFound",
             ReconcileError::PolicyDenied(_) => "PolicyDenied",
@@ -156,6 +166,21 @@ mod tests {
         assert_eq!(
             ReconcileError::PolicyFailed(String::new()).reason(),
             "PolicyFailed"
+        );
+    }
+
+    #[test]
+    fn unavailable_reads_name_the_kind_and_place_in_one_line() {
+        let error = ReconcileError::ReadsUnavailable(crate::reads::ReadsError {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            place: "in namespace shop".into(),
+            reason: "configmaps is forbidden".into(),
+        });
+        assert_eq!(error.reason(), "ReadsUnavailable");
+        assert_eq!(
+            error.to_string(),
+            "cannot read v1 ConfigMap in namespace shop: configmaps is forbidden"
         );
     }
 

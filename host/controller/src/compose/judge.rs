@@ -7,16 +7,26 @@ use tessera_runtime::{Operation, Review, UserInfo};
 use super::child::{Desired, Observed};
 use super::error::ReconcileError;
 use super::{Compiled, KindController};
-use crate::policies::{self, Judgement};
+use crate::policies::{self, Judgement, PolicyReads};
 
-/// The warnings of every policy on every child, or the first denial.
+/// The warnings of every policy on every child, or the first denial. A
+/// policy with `reads` reads with the composite's namespace (`home`) as
+/// its home, waiting for a new cache as long as a composition's reads do.
 pub(super) async fn judge(
     ctx: &KindController,
     compiled: &Compiled,
+    home: Option<&str>,
     desired: &[Desired],
     observed: &Observed,
 ) -> Result<Vec<String>, ReconcileError> {
     let shared = &ctx.shared;
+    let reads = PolicyReads {
+        shared,
+        home,
+        deadline: tokio::time::Instant::now()
+            + crate::reads::READY_TIMEOUT
+            + std::time::Duration::from_secs(1),
+    };
     let mut warnings = Vec::new();
     for name in &compiled.policies {
         let policy = shared
@@ -41,7 +51,7 @@ pub(super) async fn judge(
                     ..UserInfo::default()
                 },
             };
-            match policies::judge(&policy, &review, &child.key.to_string()).await {
+            match policies::judge(&policy, &review, &child.key.to_string(), Some(&reads)).await {
                 Judgement::Allow { warnings: w } => warnings.extend(w),
                 Judgement::Deny { message, failed } => {
                     return Err(if failed {

@@ -99,6 +99,8 @@ pub struct Shared {
     pub resync: Duration,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// The caches plugins' reads are answered from, and who read what.
+    pub reads: Arc<crate::reads::Reads>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -119,6 +121,8 @@ pub struct Compiled {
     pub binding: Result<Binding, Arc<BindError>>,
     /// Policies children must pass.
     pub policies: Vec<String>,
+    /// What the plugin may read (`spec.reads`).
+    pub reads: Vec<tessera_runtime::ReadRule>,
 }
 
 /// One running controller for one composite kind.
@@ -182,7 +186,7 @@ impl KindController {
         let context = this.clone();
         let task = tokio::spawn(async move {
             controller
-                .run(reconcile, error_policy, context)
+                .run(measured_reconcile, error_policy, context)
                 .for_each(|result| async move {
                     if let Err(error) = result {
                         tracing::debug!(%error, "controller event");
@@ -233,6 +237,25 @@ fn error_policy(
     Action::requeue(delay)
 }
 
+/// [`reconcile`], counted in the metrics by composition and outcome.
+async fn measured_reconcile(
+    composite: Arc<DynamicObject>,
+    ctx: Arc<KindController>,
+) -> Result<Action, ReconcileError> {
+    let composition = ctx
+        .compiled
+        .read()
+        .expect("compiled lock")
+        .composition
+        .clone();
+    crate::metrics::reconcile(
+        composition,
+        ReconcileError::reason,
+        reconcile(composite, ctx),
+    )
+    .await
+}
+
 async fn reconcile(
     composite: Arc<DynamicObject>,
     ctx: Arc<KindController>,
@@ -249,6 +272,7 @@ async fn reconcile(
         }
     }
     if composite.metadata.deletion_timestamp.is_some() {
+        shared.reads.forget(&key);
         // Children carry ownerReferences: the garbage collector removes them.
         return Ok(Action::await_change());
     }
@@ -311,11 +335,27 @@ async fn sync_composite(
     let composite_json = serde_json::to_value(composite).map_err(ReconcileError::Internal)?;
 
     let observed = observe::observe(ctx, &composite_json, &uid).await?;
-    let (composed, observed) =
-        expand::expand(ctx, binding, &composite_json, &uid, observed).await?;
+    let key = ObjectRef::from_obj_with(composite, ctx.kind.resource.clone());
+    let (composed, observed) = expand::expand(
+        ctx,
+        binding,
+        &compiled.reads,
+        &key,
+        &composite_json,
+        &uid,
+        observed,
+    )
+    .await?;
     let observed = Observed::new(observed);
     let desired = own::own(ctx, composite, &composed.children).await?;
-    let warnings = judge::judge(ctx, compiled, &desired, &observed).await?;
+    let warnings = judge::judge(
+        ctx,
+        compiled,
+        composite.metadata.namespace.as_deref(),
+        &desired,
+        &observed,
+    )
+    .await?;
     let applied = apply::apply(ctx, &desired, &observed).await?;
     let pruned = prune::prune(ctx, &desired, &observed, &uid).await?;
 

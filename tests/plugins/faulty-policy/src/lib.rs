@@ -1,5 +1,6 @@
 //! A policy plugin that misbehaves on request, for the runtime's error paths
-//! in the `policy` world. `settings.mode` picks the behaviour.
+//! in the `policy` world. `settings.mode` picks the behaviour; one mode
+//! (`require-configmap`) reads the cluster, for policies' `reads`.
 
 use tessera_sdk::{Error, Finding, Metadata, Result, Review, Verdict, json};
 
@@ -9,7 +10,11 @@ pub fn metadata() -> Metadata {
         .description(env!("CARGO_PKG_DESCRIPTION"))
         .settings_schema(json!({
             "type": "object",
-            "properties": {"mode": {"type": "string"}},
+            "properties": {
+                "mode": {"type": "string"},
+                "configMap": {"type": "string"},
+                "namespace": {"type": "string"}
+            },
             "required": ["mode"]
         }))
 }
@@ -56,6 +61,24 @@ pub fn validate(review: Review) -> Result<Verdict> {
             ))
         }
         "big-refusal" => Err(Error::at("spec", "r".repeat(5 << 20))),
+        "require-configmap" => {
+            // Denies unless the ConfigMap `settings.configMap` exists in
+            // `settings.namespace` (default: the reviewed object's own).
+            let settings = review.settings();
+            let name = settings.str("configMap")?;
+            let object = review.object.as_ref().or(review.old_object.as_ref());
+            let namespace = settings
+                .opt_str("namespace")?
+                .or_else(|| object.and_then(|o| o.namespace()));
+            let found = tessera_sdk::host::get_resource("v1", "ConfigMap", namespace, name)?;
+            Ok(match found {
+                Some(_) => Verdict::allow(),
+                None => Verdict::from_findings(vec![Finding::error(format!(
+                    "no ConfigMap {name} in namespace {}",
+                    namespace.unwrap_or("(none)")
+                ))]),
+            })
+        }
         other => Err(Error::at(
             "settings.mode",
             format!("unknown mode {other:?}"),
