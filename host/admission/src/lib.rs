@@ -253,6 +253,11 @@ impl Answer {
         self
     }
 
+    /// Whether the request is allowed.
+    pub fn is_allowed(&self) -> bool {
+        self.allowed
+    }
+
     /// The AdmissionReview JSON to send back.
     pub fn to_json(&self) -> String {
         let mut response = json!({"uid": self.uid, "allowed": self.allowed});
