@@ -210,28 +210,49 @@ impl Elector {
     }
 
     /// Gives the lease up (on graceful shutdown), so another replica takes
-    /// over without waiting for it to expire.
-    pub async fn release(&self) {
-        let Ok(Some(mut lease)) = self.api.get_opt(&self.config.name).await else {
-            return;
+    /// over without waiting for it to expire: as client-go's
+    /// `ReleaseOnCancel`, the holder is cleared, the duration set to one
+    /// second and the acquire and renew times to now, the transitions kept.
+    /// Only a lease this replica holds is touched (the write carries the
+    /// resourceVersion read). Gives up after the lease's duration (it has
+    /// expired by then anyway). True when the lease was released.
+    pub async fn release(&self) -> bool {
+        match tokio::time::timeout(self.config.duration, self.try_release()).await {
+            Ok(Ok(released)) => released,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "releasing the lease");
+                false
+            }
+            Err(_) => {
+                tracing::warn!("releasing the lease timed out");
+                false
+            }
+        }
+    }
+
+    async fn try_release(&self) -> Result<bool, kube::Error> {
+        let Some(mut lease) = self.api.get_opt(&self.config.name).await? else {
+            return Ok(false);
         };
         let Some(spec) = lease.spec.as_mut() else {
-            return;
+            return Ok(false);
         };
         if spec.holder_identity.as_deref() != Some(self.config.identity.as_str()) {
-            return;
+            return Ok(false);
         }
+        let now = MicroTime(Timestamp::now());
         spec.holder_identity = None;
-        spec.renew_time = None;
-        spec.acquire_time = None;
+        spec.renew_time = Some(now.clone());
+        spec.acquire_time = Some(now);
         spec.lease_duration_seconds = Some(1);
-        if let Err(error) = self
-            .api
+        self.api
             .replace(&self.config.name, &PostParams::default(), &lease)
-            .await
-        {
-            tracing::warn!(%error, "releasing the lease");
-        }
+            .await?;
+        tracing::info!(
+            lease = %format!("{}/{}", self.config.namespace, self.config.name),
+            "released the lease"
+        );
+        Ok(true)
     }
 }
 

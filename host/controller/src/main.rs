@@ -51,6 +51,19 @@ struct RunArgs {
     /// Name of the Lease.
     #[arg(long, default_value = "tessera-controller")]
     lease_name: String,
+    /// How long the Lease lasts without renewal: how long the other replicas
+    /// wait before taking over from a leader that died without releasing it.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    lease_duration: Duration,
+    /// How often the leader renews the Lease (and a follower tries to take
+    /// it); less than --lease-duration.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    lease_renew: Duration,
+    /// On SIGTERM or Ctrl-C, how long running reconciles may take to finish
+    /// (the Lease renewed meanwhile) before they are cut short and the Lease
+    /// is released; keep it under the pod's terminationGracePeriodSeconds.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    shutdown_grace: Duration,
     /// Webhook listen address.
     #[arg(long, default_value = "0.0.0.0:9443")]
     webhook_listen: SocketAddr,
@@ -88,6 +101,24 @@ struct RunArgs {
     /// Directory for compiled plugin artifacts (default: the user cache).
     #[arg(long, env = "TESSERA_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// Where `/metrics` is served (plain HTTP, Prometheus text format):
+    /// `host:port`, `:port` for every interface, or `0` / `off` for none.
+    #[arg(
+        long,
+        env = "TESSERA_METRICS_BIND_ADDRESS",
+        default_value = ":8080",
+        value_parser = parse_bind_address
+    )]
+    metrics_bind_address: BindAddress,
+    /// Count fuel (deterministic CPU accounting) in every evaluation, so that
+    /// `spec.limits.fuel` budgets apply and `/metrics` reports fuel per
+    /// evaluation. Costs speed.
+    #[arg(long)]
+    fuel: bool,
+    /// Logs on stderr: `text` for people, `json` for log pipelines (one JSON
+    /// object a line). The level is set by RUST_LOG (default `info,kube=warn`).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 fn main() -> ExitCode {
@@ -108,13 +139,8 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run(args) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| "info,kube=warn".into()),
-                )
-                .with_writer(std::io::stderr)
-                .init();
+            let log_format = args.log_format;
+            init_logs(log_format);
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,
                 Err(error) => {
@@ -122,14 +148,19 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run(args)) {
+            let outcome = runtime.block_on(run(args));
+            // Work cut short after the grace may still hold a thread for an
+            // instant (a plugin call stops at its next epoch tick): do not
+            // wait for it.
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            match outcome {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(Failure::Usage(message)) => {
-                    eprintln!("error: {message}");
+                    report(log_format, &message);
                     ExitCode::from(2)
                 }
                 Err(Failure::Runtime(error)) => {
-                    eprintln!("error: {error:#}");
+                    report(log_format, &format!("{error:#}"));
                     ExitCode::FAILURE
                 }
             }
@@ -161,6 +192,9 @@ async fn run(args: Box<RunArgs>) -> Result<(), Failure> {
     } else {
         Runtime::builder()
     };
+    if args.fuel {
+        builder = builder.fuel(true);
+    }
     if let Some(dir) = &args.cache_dir {
         builder = builder.cache_dir(dir);
     }
@@ -172,15 +206,8 @@ async fn run(args: Box<RunArgs>) -> Result<(), Failure> {
     options.concurrency = args.concurrency;
     options.controller = !args.no_controller;
     options.selector = args.selector.clone();
-    if args.leader_elect {
-        options.lease = Some(LeaseConfig {
-            namespace: args.lease_namespace.clone(),
-            name: args.lease_name.clone(),
-            identity: args.identity.clone(),
-            duration: Duration::from_secs(15),
-            renew: Duration::from_secs(5),
-        });
-    }
+    options.shutdown_grace = args.shutdown_grace;
+    options.lease = lease(&args).map_err(Failure::Usage)?;
     if let (Some(cert), Some(key)) = (&args.webhook_cert, &args.webhook_key) {
         options.webhook = Some(WebhookOptions {
             listen: args.webhook_listen,
@@ -190,6 +217,12 @@ async fn run(args: Box<RunArgs>) -> Result<(), Failure> {
             policy_deadline: args.policy_deadline,
         });
     }
+    serve_metrics(&args.metrics_bind_address).await?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        identity = %args.identity,
+        "starting"
+    );
     let client = kube::Client::try_default()
         .await
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("connecting to the cluster: {e}")))?;
@@ -205,4 +238,170 @@ async fn run(args: Box<RunArgs>) -> Result<(), Failure> {
     }
     tracing::info!("shutting down");
     running.shutdown().await.map_err(Failure::Runtime)
+}
+
+/// The leader election `args` ask for (none without `--leader-elect`); an
+/// error if the lease would be renewed no sooner than it expires.
+fn lease(args: &RunArgs) -> Result<Option<LeaseConfig>, String> {
+    if !args.leader_elect {
+        return Ok(None);
+    }
+    if args.lease_renew >= args.lease_duration {
+        return Err(format!(
+            "--lease-renew ({:?}) must be less than --lease-duration ({:?})",
+            args.lease_renew, args.lease_duration
+        ));
+    }
+    Ok(Some(LeaseConfig {
+        namespace: args.lease_namespace.clone(),
+        name: args.lease_name.clone(),
+        identity: args.identity.clone(),
+        duration: args.lease_duration,
+        renew: args.lease_renew,
+    }))
+}
+
+/// How logs are written.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line: `timestamp`, `level`, `target`, `message`
+    /// and the event's fields.
+    Json,
+}
+
+/// Installs the process's log subscriber: stderr, in `format`, at the level
+/// RUST_LOG sets (default `info,kube=warn`).
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,kube=warn".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+}
+
+/// Says why the process stops: `error: <message>` on stderr, or in JSON an
+/// error event like every other line.
+fn report(format: LogFormat, message: &str) {
+    match format {
+        LogFormat::Text => eprintln!("error: {message}"),
+        LogFormat::Json => tracing::error!(error = message, "stopping"),
+    }
+}
+
+/// `--metrics-bind-address`: an address, or none (`0`, `off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BindAddress(Option<SocketAddr>);
+
+/// `host:port`, `:port` (every interface), or `0` / `off` (no server).
+fn parse_bind_address(text: &str) -> Result<BindAddress, String> {
+    if text == "0" || text.eq_ignore_ascii_case("off") {
+        return Ok(BindAddress(None));
+    }
+    let full = match text.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => text.to_string(),
+    };
+    full.parse()
+        .map(|a| BindAddress(Some(a)))
+        .map_err(|_| format!("expected host:port, :port, 0 or off, got {text:?}"))
+}
+
+/// Starts the metrics server on `address` (none: no server); it serves
+/// until the process ends.
+async fn serve_metrics(address: &BindAddress) -> Result<(), Failure> {
+    let Some(address) = address.0 else {
+        return Ok(());
+    };
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| Failure::Usage(format!("--metrics-bind-address {address}: {e}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    tracing::info!(address = %local, "serving /metrics");
+    tokio::spawn(tessera_controller::metrics::serve(
+        listener,
+        std::future::pending::<()>(),
+    ));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_bind_addresses() {
+        let some = |text: &str| parse_bind_address(text).map(|a| a.0.map(|a| a.to_string()));
+        assert_eq!(some(":8080"), Ok(Some("0.0.0.0:8080".into())));
+        assert_eq!(some("127.0.0.1:9090"), Ok(Some("127.0.0.1:9090".into())));
+        assert_eq!(some("[::1]:9090"), Ok(Some("[::1]:9090".into())));
+        assert_eq!(some("0"), Ok(None));
+        assert_eq!(some("off"), Ok(None));
+        assert_eq!(some("OFF"), Ok(None));
+        assert_eq!(
+            some("8080"),
+            Err("expected host:port, :port, 0 or off, got \"8080\"".into())
+        );
+        assert!(some(":http").is_err());
+    }
+
+    fn run_args(extra: &[&str]) -> Box<RunArgs> {
+        let mut argv = vec!["tessera-controller", "run", "--secret-key-file", "k"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Run(args) => args,
+            Command::Crds => panic!("not run"),
+        }
+    }
+
+    #[test]
+    fn lease_timings_come_from_the_flags() {
+        assert!(lease(&run_args(&[])).expect("no election").is_none());
+        let defaults = lease(&run_args(&["--leader-elect"]))
+            .expect("valid")
+            .expect("an election");
+        assert_eq!(defaults.duration, Duration::from_secs(15));
+        assert_eq!(defaults.renew, Duration::from_secs(5));
+        assert_eq!(run_args(&[]).shutdown_grace, Duration::from_secs(10));
+        let short = lease(&run_args(&[
+            "--leader-elect",
+            "--lease-duration=4s",
+            "--lease-renew=500ms",
+        ]))
+        .expect("valid")
+        .expect("an election");
+        assert_eq!(short.duration, Duration::from_secs(4));
+        assert_eq!(short.renew, Duration::from_millis(500));
+        assert_eq!(
+            lease(&run_args(&[
+                "--leader-elect",
+                "--lease-duration=5s",
+                "--lease-renew=5s"
+            ]))
+            .unwrap_err(),
+            "--lease-renew (5s) must be less than --lease-duration (5s)"
+        );
+    }
+
+    #[test]
+    fn the_defaults_serve_metrics_and_log_text() {
+        let cli = Cli::try_parse_from(["tessera-controller", "run", "--secret-key-file", "k"])
+            .expect("parses");
+        let Command::Run(args) = cli.command else {
+            panic!("not run");
+        };
+        assert_eq!(
+            args.metrics_bind_address,
+            BindAddress(Some("0.0.0.0:8080".parse().expect("an address")))
+        );
+        assert_eq!(args.log_format, LogFormat::Text);
+        assert!(!args.fuel);
+    }
 }

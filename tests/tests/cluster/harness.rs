@@ -20,6 +20,10 @@
 //! - Logs go to files in the temporary directory; when a service dies or does
 //!   not become ready, the panic message carries the tail of its log. Set
 //!   `TESSERA_KEEP_CLUSTER_DIR=1` to keep the directory (its path is printed).
+//! - Fault tests start a control plane of their own and may stop
+//!   kube-apiserver ([`ControlPlane::stop_apiserver`]) and start it again on
+//!   the same port, with the same certificates and etcd data
+//!   ([`ControlPlane::start_apiserver`]).
 //!
 //! A `kube::Client` belongs to the tokio runtime it was made in, and every
 //! `#[tokio::test]` has its own runtime: get a fresh client per test with
@@ -101,6 +105,9 @@ pub struct ControlPlane {
     admin_token: String,
     kubeconfig: PathBuf,
     bin_dir: PathBuf,
+    /// kube-apiserver's arguments, to start it again after
+    /// [`ControlPlane::stop_apiserver`].
+    apiserver_args: Vec<String>,
     /// Declared last: dropped (services stopped, directory removed) last.
     cleanup: Cleanup,
 }
@@ -210,7 +217,7 @@ impl ControlPlane {
         )?);
 
         // kube-apiserver, started at once: it waits for etcd itself.
-        let apiserver_args = [
+        let apiserver_args = vec![
             format!("--etcd-servers={etcd_client_url}"),
             format!("--cert-dir={}", dir.join("apiserver-certs").display()),
             format!("--tls-cert-file={}", serving_cert_file.display()),
@@ -223,7 +230,9 @@ impl ControlPlane {
             // reconciler (the `kubernetes` Service's endpoints): nothing here
             // reaches the apiserver through that Service anyway.
             "--endpoint-reconciler-type=none".to_string(),
-            "--service-cluster-ip-range=10.0.0.0/24".to_string(),
+            // A /16: room for the Services of the load benchmark's 5,000
+            // composites (tests/tests/cluster/load.rs); a /24 holds 254.
+            "--service-cluster-ip-range=10.0.0.0/16".to_string(),
             "--allow-privileged=true".to_string(),
             // As envtest: no pod gets a service account token mounted.
             "--disable-admission-plugins=ServiceAccount".to_string(),
@@ -239,34 +248,16 @@ impl ControlPlane {
             "--enable-priority-and-fairness=false".to_string(),
             "--profiling=false".to_string(),
         ];
-        cleanup.push(Process::spawn(
-            "kube-apiserver",
-            &bin_dir.join("kube-apiserver"),
-            &apiserver_args,
-            &dir.join("kube-apiserver.log"),
-            None,
-        )?);
-
         let control_plane = ControlPlane {
             url,
             ca,
             admin_token,
             kubeconfig,
             bin_dir,
+            apiserver_args,
             cleanup,
         };
-
-        control_plane
-            .wait_until(
-                "kube-apiserver /readyz",
-                APISERVER_READY_TIMEOUT,
-                async || {
-                    let request = http::Request::get("/readyz").body(Vec::new()).ok()?;
-                    let body = control_plane.client().request_text(request).await.ok()?;
-                    (body.trim() == "ok").then_some(())
-                },
-            )
-            .await?;
+        control_plane.start_apiserver().await?;
         let apiserver_ready = started.elapsed();
 
         let controller_manager_args = [
@@ -306,6 +297,60 @@ impl ControlPlane {
             apiserver_ready.as_secs_f64(),
         );
         Ok(control_plane)
+    }
+
+    /// Stops every service and removes the directory, as dropping an owned
+    /// control plane does: for one a test had to make `'static` (leaked)
+    /// to share it. Clients fail afterwards. Idempotent.
+    pub fn stop(&self) {
+        self.cleanup.stop_all();
+    }
+
+    /// Stops kube-apiserver (SIGKILL, as a crash or a node loss would) and
+    /// waits until it has exited; etcd and kube-controller-manager keep
+    /// running. Clients fail to connect until
+    /// [`ControlPlane::start_apiserver`]. Does nothing if it is not running.
+    pub fn stop_apiserver(&self) {
+        let stopped = {
+            let mut processes = self.cleanup.processes();
+            let index = processes.iter().position(|p| p.name == "kube-apiserver");
+            index.map(|index| processes.remove(index))
+        };
+        if let Some(mut process) = stopped {
+            process.stop();
+        }
+    }
+
+    /// Starts kube-apiserver, on the same port with the same certificates,
+    /// credentials and etcd data as before (its log is appended to), and
+    /// waits until `/readyz` says ok. An error if it is running already or
+    /// does not become ready in 90 s.
+    pub async fn start_apiserver(&self) -> anyhow::Result<()> {
+        if self
+            .cleanup
+            .processes()
+            .iter()
+            .any(|p| p.name == "kube-apiserver")
+        {
+            bail!("kube-apiserver is running already");
+        }
+        self.cleanup.push(Process::spawn(
+            "kube-apiserver",
+            &self.bin_dir.join("kube-apiserver"),
+            &self.apiserver_args,
+            &self.cleanup.dir.join("kube-apiserver.log"),
+            None,
+        )?);
+        self.wait_until(
+            "kube-apiserver /readyz",
+            APISERVER_READY_TIMEOUT,
+            async || {
+                let request = http::Request::get("/readyz").body(Vec::new()).ok()?;
+                let body = self.client().request_text(request).await.ok()?;
+                (body.trim() == "ok").then_some(())
+            },
+        )
+        .await
     }
 
     /// A fresh admin client (group `system:masters`), for the calling tokio
@@ -733,16 +778,26 @@ impl Cleanup {
     }
 }
 
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let processes = self.processes.get_mut().unwrap_or_else(|e| e.into_inner());
-        // kube-controller-manager, then kube-apiserver, then etcd.
-        while let Some(mut process) = processes.pop() {
+impl Cleanup {
+    /// Stops every process, the last started first (kube-controller-manager,
+    /// then kube-apiserver, then etcd), and removes the directory unless it
+    /// is kept. Idempotent.
+    fn stop_all(&self) {
+        loop {
+            let Some(mut process) = self.processes().pop() else {
+                break;
+            };
             process.stop();
         }
         if !self.keep {
             let _ = fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        self.stop_all();
     }
 }
 
@@ -757,8 +812,9 @@ struct Process {
 }
 
 impl Process {
-    /// Starts `program args` under the wrapper, stdout and stderr to `log`;
-    /// the wrapper removes `remove_after` once the service has exited.
+    /// Starts `program args` under the wrapper, stdout and stderr appended
+    /// to `log`; the wrapper removes `remove_after` once the service has
+    /// exited.
     fn spawn(
         name: &'static str,
         program: &Path,
@@ -766,7 +822,11 @@ impl Process {
         log: &Path,
         remove_after: Option<&Path>,
     ) -> anyhow::Result<Process> {
-        let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening {}", log.display()))?;
         let err = out.try_clone()?;
         let mut wrapper = Command::new("/bin/sh")
             .arg("-c")

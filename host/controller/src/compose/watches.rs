@@ -212,16 +212,22 @@ impl ChildWatches {
 
     /// Every watched object controlled by the composite with `uid`, as JSON
     /// without `managedFields`, ordered by [`ChildKey`].
+    ///
+    /// Objects the watch got from a list carry no `apiVersion` and `kind`
+    /// (the list has them, not its items): they are given their watch's,
+    /// so that a child listed when the watch starts (say, after a
+    /// restart) has the same key as the desired one, and is neither
+    /// pruned nor mistaken for a kind of its own.
     pub(super) fn owned_by(&self, uid: &str) -> Vec<Value> {
-        let watched: Vec<Store<DynamicObject>> = self
+        let watched: Vec<((String, String), Store<DynamicObject>)> = self
             .watched
             .read()
             .expect("watch lock")
-            .values()
-            .cloned()
+            .iter()
+            .map(|(key, store)| (key.clone(), store.clone()))
             .collect();
         let mut owned = Vec::new();
-        for store in watched {
+        for ((api_version, kind), store) in watched {
             for object in store.state() {
                 let is_owned = object
                     .metadata
@@ -231,6 +237,14 @@ impl ChildWatches {
                     .any(|r| r.uid == uid && r.controller == Some(true));
                 if is_owned {
                     let mut value = serde_json::to_value(object.as_ref()).unwrap_or(Value::Null);
+                    if let Some(fields) = value.as_object_mut() {
+                        fields
+                            .entry("apiVersion")
+                            .or_insert_with(|| Value::String(api_version.clone()));
+                        fields
+                            .entry("kind")
+                            .or_insert_with(|| Value::String(kind.clone()));
+                    }
                     if let Some(metadata) = value["metadata"].as_object_mut() {
                         metadata.remove("managedFields");
                     }
@@ -283,6 +297,44 @@ mod tests {
         let mut watches = ChildWatches::new(client, trigger, owner, CancellationToken::new());
         watches.ready_timeout = Duration::from_millis(200);
         watches
+    }
+
+    #[tokio::test]
+    async fn a_listed_child_gets_its_watch_s_api_version_and_kind() {
+        let watches = unlistable();
+        let resource = ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&());
+        let mut writer = reflector::store::Writer::new(resource.clone());
+        // As in a list: an item with metadata only, no apiVersion or kind.
+        let listed: DynamicObject = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "db-config", "namespace": "shop", "uid": "child",
+                "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "db",
+                    "uid": "owner", "controller": true}]},
+            "data": {"a": "b"},
+        }))
+        .expect("an object");
+        assert!(listed.types.is_none());
+        for event in [
+            watcher::Event::Init,
+            watcher::Event::InitApply(listed),
+            watcher::Event::InitDone,
+        ] {
+            writer.apply_watcher_event(&event);
+        }
+        watches
+            .watched
+            .write()
+            .expect("watch lock")
+            .insert(("v1".into(), "ConfigMap".into()), writer.as_reader());
+        let owned = watches.owned_by("owner");
+        assert_eq!(owned.len(), 1);
+        assert_eq!(owned[0]["apiVersion"], "v1");
+        assert_eq!(owned[0]["kind"], "ConfigMap");
+        assert_eq!(
+            ChildKey::of(&owned[0]).reference(),
+            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "name": "db-config",
+                "namespace": "shop"})
+        );
+        assert!(watches.owned_by("someone else").is_empty());
     }
 
     #[tokio::test]
