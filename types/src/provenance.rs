@@ -7,6 +7,10 @@ pub const COMPOSED_BY: &str = "tessera.dev/composed-by";
 /// Annotation: the sha256 of the plugin that made the child,
 /// `sha256:<hex>`.
 pub const PLUGIN_DIGEST: &str = "tessera.dev/plugin-digest";
+/// Annotation: the OCI reference the plugin was pulled from, as resolved
+/// (with its manifest digest), `oci://REGISTRY/REPO:TAG@sha256:<hex>`;
+/// only on children of a plugin that came from a registry.
+pub const PLUGIN_REF: &str = "tessera.dev/plugin-ref";
 /// Annotation: the composite the child belongs to,
 /// `<apiVersion>/<kind>/<namespace>/<name>`.
 pub const COMPOSITE: &str = "tessera.dev/composite";

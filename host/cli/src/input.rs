@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
-use tessera_runtime::{Plugin, Runtime, SecretKey, World};
+use tessera_runtime::{Fixtures, Plugin, ReadRule, Runtime, SecretKey, World};
 
 use crate::documents::{Document, display_name, parse_stream, read_text};
 use crate::failure::Failure;
@@ -127,15 +127,33 @@ pub(crate) fn load_secret_key(path: Option<&Path>) -> Result<Arc<SecretKey>, Fai
         .map_err(|e| Failure(format!("{}: {e}", path.display())))
 }
 
-/// Loads a plugin and checks it implements the world the command needs.
+/// Loads a plugin — a file, or an `oci://` reference (fetched by digest and
+/// verified against the trust policy before it is compiled) — and checks it
+/// implements the world the command needs.
 pub(crate) async fn load_plugin(
+    global: &crate::GlobalArgs,
     runtime: &Runtime,
     path: &Path,
     world: World,
 ) -> Result<Plugin, Failure> {
-    let spinner = progress::Spinner::start(format!("loading {}", path.display()));
-    let loaded = runtime.load_file(path).await;
-    drop(spinner);
+    let loaded = match path
+        .to_str()
+        .filter(|p| tessera_oci::Reference::is_reference(p))
+    {
+        Some(reference) => {
+            let (bytes, pinned) = crate::commands::oci::plugin_bytes(global, reference).await?;
+            let spinner = progress::Spinner::start(format!("loading {pinned}"));
+            let loaded = runtime.load(&bytes, Path::new(&pinned.to_string())).await;
+            drop(spinner);
+            loaded
+        }
+        None => {
+            let spinner = progress::Spinner::start(format!("loading {}", path.display()));
+            let loaded = runtime.load_file(path).await;
+            drop(spinner);
+            loaded
+        }
+    };
     let plugin = loaded.map_err(|e| match e {
         tessera_runtime::Error::Io { path, source } => Failure(format!(
             "{}: cannot read plugin: {}",
@@ -165,4 +183,44 @@ pub(crate) fn split_policy_arg(arg: &str) -> (PathBuf, Option<PathBuf>) {
         Some((wasm, settings)) => (PathBuf::from(wasm), Some(PathBuf::from(settings))),
         None => (PathBuf::from(arg), None),
     }
+}
+
+/// The reads `--reads FILE` allows: a YAML list of rules (or one rule per
+/// document), the shape of a Composition's `spec.reads`, or a Composition
+/// or Policy whose `spec.reads` is taken. Errors name the file.
+pub(crate) fn read_rules(path: &Path, stdin: &mut dyn Read) -> Result<Vec<ReadRule>, Failure> {
+    let values = read_all(path, stdin)?;
+    let values = match values.as_slice() {
+        [one] if one.get("spec").is_some() => one
+            .pointer("/spec/reads")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
+        _ => values,
+    };
+    let mut rules = Vec::new();
+    for (index, value) in values.into_iter().enumerate() {
+        let rule: ReadRule = serde_json::from_value(value).map_err(|e| {
+            Failure(format!(
+                "{}: read {index}: not {{apiVersion, kind, namespaces, labelSelector}}: {e}",
+                display_name(path)
+            ))
+        })?;
+        rule.check()
+            .map_err(|m| Failure(format!("{}: {m}", display_name(path))))?;
+        rules.push(rule);
+    }
+    Ok(rules)
+}
+
+/// The reads `--resources` implies without `--reads`: each kind found in
+/// the files except Secrets (readable only when named), in the home
+/// namespace only — what the same binding reads in the cluster.
+pub(crate) fn implied_rules(fixtures: &Fixtures) -> Vec<ReadRule> {
+    fixtures
+        .kinds()
+        .into_iter()
+        .filter(|(api_version, kind)| !(api_version == "v1" && kind == "Secret"))
+        .map(|(api_version, kind)| ReadRule::new(api_version, kind))
+        .collect()
 }

@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use tessera_runtime::Runtime;
 
-use crate::commands::{bench, inspect, new, render, test, validate};
+use crate::commands::{bench, inspect, new, oci, render, test, validate};
 use crate::failure::Failure;
 
 /// Render and validate Kubernetes resources with Tessera plugins, offline.
@@ -51,6 +51,8 @@ pub(crate) struct GlobalArgs {
     /// Compile plugins on every run; read and write no cache.
     #[arg(long, global = true)]
     no_cache: bool,
+    #[command(flatten)]
+    registry: commands::oci::RegistryArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,6 +72,16 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Create a plugin crate that builds and passes its sample suite.
     New(new::NewArgs),
+    /// Push a plugin (with its metadata and, optionally, its test suite) to
+    /// an OCI registry; prints the reference pinned to its digest.
+    Push(oci::PushArgs),
+    /// Pull a plugin from an OCI registry (or the cache, by digest).
+    Pull(oci::PullArgs),
+    /// Sign a plugin in a registry (cosign-compatible, keyed).
+    Sign(oci::SignArgs),
+    /// Check a plugin's signatures in a registry against public keys or a
+    /// trust policy.
+    Verify(oci::VerifyArgs),
 }
 
 /// Exit code: success / allowed.
@@ -123,6 +135,7 @@ where
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_time()
+        .enable_io()
         .build()
     {
         Ok(rt) => rt,
@@ -139,6 +152,10 @@ where
             Command::Inspect(args) => inspect::execute(&cli.global, args, io).await,
             Command::Bench(args) => bench::execute(args, io).await,
             Command::New(args) => new::execute(args, io),
+            Command::Push(args) => oci::push(&cli.global, args, io).await,
+            Command::Pull(args) => oci::pull(&cli.global, args, io).await,
+            Command::Sign(args) => oci::sign(&cli.global, args, io).await,
+            Command::Verify(args) => oci::verify(&cli.global, args, io).await,
         }
     });
     match outcome {

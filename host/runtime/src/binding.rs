@@ -441,6 +441,8 @@ impl Binding {
         let PluginPre::Composition(pre) = &self.plugin.inner.pre else {
             return Err(self.wrong_world(World::Composition));
         };
+        // Moved to the thread the guest runs on (an `Arc` inside).
+        let pre = pre.clone();
         let id = self.plugin.id();
         let composite_ref =
             CompositeRef::from_object(composite).map_err(|message| Error::Input { message })?;
@@ -450,7 +452,8 @@ impl Binding {
             id.digest.clone(),
             provenance::input_digest(composite, &self.settings),
             composite_ref,
-        );
+        )
+        .with_plugin_source(self.plugin.path());
         let request = cwit::Request {
             composite: json_text(composite),
             observed: observed.iter().map(json_text).collect(),
@@ -478,7 +481,7 @@ impl Binding {
                 Phase::Expand,
                 env,
                 WarmInstance::into_composition,
-                async |instance, store| {
+                async move |instance, store| {
                     let instance = match instance {
                         Some(instance) => instance,
                         None => pre
@@ -556,6 +559,8 @@ impl Binding {
         let PluginPre::Policy(pre) = &self.plugin.inner.pre else {
             return Err(self.wrong_world(World::Policy));
         };
+        // Moved to the thread the guest runs on (an `Arc` inside).
+        let pre = pre.clone();
         let id = self.plugin.id();
         let request = pwit::Review {
             operation: match review.operation {
@@ -584,7 +589,7 @@ impl Binding {
                 Phase::Validate,
                 env,
                 WarmInstance::into_policy,
-                async |instance, store| {
+                async move |instance, store| {
                     let instance = match instance {
                         Some(instance) => instance,
                         None => pre
@@ -629,35 +634,44 @@ impl Binding {
         ) -> std::result::Result<
             (I, std::result::Result<A, wit::PluginError>),
             (Phase, wasmtime::Error),
-        >,
+        > + Send
+        + 'static,
     ) -> Result<Answered<I, A>>
     where
-        A: AnswerBytes,
+        I: Send + 'static,
+        A: AnswerBytes + Send + 'static,
     {
         let id = self.plugin.id();
         let runtime = self.plugin.runtime();
-        let (mut lease, warm) = self.checkout(env).await;
+        let (lease, warm) = self.checkout(env).await;
         let (instance, calls) = match warm {
             Some((instance, calls)) => (kept(instance), calls),
             None => (None, 0),
         };
-        let store = &mut lease.store;
-        let (instance, answer) = within(&self.limits, phase, call(instance, &mut *store))
+        let (mut lease, outcome) =
+            Runtime::run_guest(runtime, lease, &self.limits, phase, async move |store| {
+                call(instance, store).await
+            })
             .await
-            .map_err(|(phase, e)| {
+            .map_err(|e| {
                 self.discard();
-                match e.downcast_ref::<CopyBudgetExceeded>() {
-                    // A host call went over the evaluation's copy budget.
-                    Some(over) => Error::Crashed {
-                        plugin: id.clone(),
-                        phase,
-                        kind: CrashKind::OutputTooLarge,
-                        message: over.to_string(),
-                        stderr: store.data().stderr.text(),
-                    },
-                    None => classify(e, store, id, phase),
-                }
+                Error::host(Some(id), phase, "the evaluation's thread failed", e)
             })?;
+        let store = &mut lease.store;
+        let (instance, answer) = outcome.map_err(|(phase, e)| {
+            self.discard();
+            match e.downcast_ref::<CopyBudgetExceeded>() {
+                // A host call went over the evaluation's copy budget.
+                Some(over) => Error::Crashed {
+                    plugin: id.clone(),
+                    phase,
+                    kind: CrashKind::OutputTooLarge,
+                    message: over.to_string(),
+                    stderr: store.data().stderr.text(),
+                },
+                None => classify(e, store, id, phase),
+            }
+        })?;
         let report = report(store, &self.limits, runtime.fuel);
         // The answer, or the refusal, is held to the output cap and charged
         // to the copy budget here, once for both worlds. Counted after

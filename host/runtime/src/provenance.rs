@@ -10,6 +10,9 @@
 //!   the composite has them
 //! - `tessera.dev/input-digest`: `sha256:<hex>` of the canonical JSON of the
 //!   input (see [`input_digest`])
+//! - `tessera.dev/plugin-ref`: the OCI reference the plugin was pulled from,
+//!   as resolved (`oci://REGISTRY/REPO[:TAG]@sha256:<hex>`), when it was
+//!   loaded with such a reference as its source; otherwise removed
 //!
 //! Label: `tessera.dev/composite-name`: the composite's name.
 
@@ -23,7 +26,7 @@ use tessera_types::names;
 
 pub use tessera_types::provenance::{
     COMPOSED_BY, COMPOSITE, COMPOSITE_GENERATION, COMPOSITE_NAME_LABEL, COMPOSITE_UID,
-    INPUT_DIGEST, PLUGIN_DIGEST,
+    INPUT_DIGEST, PLUGIN_DIGEST, PLUGIN_REF,
 };
 
 /// Kinds that are cluster-scoped in every current Kubernetes, as (API group,
@@ -292,6 +295,9 @@ pub(crate) struct Stamp {
     composite_path: String,
     /// The composite's generation as the annotation's string.
     generation: Option<String>,
+    /// The `tessera.dev/plugin-ref` annotation, for a plugin pulled from a
+    /// registry.
+    plugin_ref: Option<String>,
     pub(crate) composite: CompositeRef,
 }
 
@@ -308,8 +314,21 @@ impl Stamp {
             input_digest,
             composite_path: composite.path(),
             generation: composite.generation.map(|g| g.to_string()),
+            plugin_ref: None,
             composite,
         }
+    }
+
+    /// Stamps `tessera.dev/plugin-ref` when the plugin's source is an OCI
+    /// reference pinned to a digest (`oci://...@sha256:...`, the source the
+    /// CLI loads a pulled plugin with).
+    #[must_use]
+    pub(crate) fn with_plugin_source(mut self, source: &std::path::Path) -> Self {
+        self.plugin_ref = source
+            .to_str()
+            .filter(|s| s.starts_with("oci://") && s.contains("@sha256:"))
+            .map(str::to_string);
+        self
     }
 }
 
@@ -447,6 +466,10 @@ pub(crate) fn check_and_stamp(
         INPUT_DIGEST.into(),
         Value::String(stamp.input_digest.clone()),
     );
+    match &stamp.plugin_ref {
+        Some(r) => annotations.insert(PLUGIN_REF.into(), Value::String(r.clone())),
+        None => annotations.remove(PLUGIN_REF),
+    };
     // Counted as the API server counts it, stamps included: what it is sent.
     let size: usize = annotations
         .iter()

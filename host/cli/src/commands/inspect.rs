@@ -13,7 +13,7 @@ use crate::{EXIT_OK, GlobalArgs, Stdio, Untrusted, build_runtime, json_for_termi
 
 #[derive(Debug, Args)]
 pub(crate) struct InspectArgs {
-    /// The plugin (`.wasm` component).
+    /// The plugin (`.wasm` component, or an oci:// reference).
     #[arg(value_name = "WASM")]
     wasm: PathBuf,
     /// Output format [default: text].
@@ -25,6 +25,7 @@ pub(crate) struct InspectArgs {
 pub(crate) async fn execute(global: &GlobalArgs, args: InspectArgs, io: &mut Stdio<'_>) -> Outcome {
     let runtime = build_runtime(global, false)?;
     inspect(
+        global,
         &runtime,
         &args.wasm,
         args.output.map(|f| f == Format::Json),
@@ -37,13 +38,25 @@ pub(crate) async fn execute(global: &GlobalArgs, args: InspectArgs, io: &mut Std
 /// Loads the plugin and writes its description as text, or as JSON when
 /// `json` is true. Errors are one line.
 async fn inspect(
+    global: &GlobalArgs,
     runtime: &Runtime,
     path: &Path,
     json: Option<bool>,
     io: &mut Stdio<'_>,
 ) -> Result<i32, String> {
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("{}: cannot read plugin: {e}", path.display()))?;
+    let bytes = match path
+        .to_str()
+        .filter(|p| tessera_oci::Reference::is_reference(p))
+    {
+        Some(reference) => {
+            crate::commands::oci::plugin_bytes(global, reference)
+                .await
+                .map_err(|f| f.0)?
+                .0
+        }
+        None => std::fs::read(path)
+            .map_err(|e| format!("{}: cannot read plugin: {e}", path.display()))?,
+    };
     // Asked before loading: loading fills the cache.
     let cached = runtime.is_cached(&bytes);
     let spinner = progress::Spinner::start(format!("loading {}", path.display()));

@@ -7,6 +7,7 @@ use tessera_runtime::LimitsSpec;
 pub(crate) mod bench;
 pub(crate) mod inspect;
 pub(crate) mod new;
+pub(crate) mod oci;
 pub(crate) mod render;
 pub(crate) mod test;
 pub(crate) mod validate;

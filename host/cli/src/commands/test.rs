@@ -13,8 +13,8 @@ use crate::{EXIT_DENIED, EXIT_OK, GlobalArgs, Stdio, Untrusted, build_runtime};
 
 #[derive(Debug, Args)]
 pub(crate) struct TestArgs {
-    /// Suite files, or directories searched for `*.tessera.yaml`
-    /// [default: .].
+    /// Suite files, directories searched for `*.tessera.yaml`, or `oci://`
+    /// plugin references (the suite the artifact bundles) [default: .].
     #[arg(value_name = "PATH")]
     paths: Vec<PathBuf>,
     /// Run only cases whose name contains this text.
@@ -62,11 +62,25 @@ pub(crate) async fn execute(global: &GlobalArgs, args: TestArgs, io: &mut Stdio<
             ));
         }
     };
-    let paths = if args.paths.is_empty() {
+    let mut paths = if args.paths.is_empty() {
         vec![PathBuf::from(".")]
     } else {
         args.paths
     };
+    // `oci://` references: the artifact's bundled suite, run against the
+    // pulled component (kept in `bundles` until the run ends).
+    let mut plugin_dir = args.plugin_dir;
+    let bundles = tempfile::tempdir().map_err(|e| Failure(format!("temporary directory: {e}")))?;
+    for (index, path) in paths.iter_mut().enumerate() {
+        if let Some(reference) = path
+            .to_str()
+            .filter(|p| tessera_oci::Reference::is_reference(p))
+        {
+            *path = crate::commands::oci::bundled_suite(global, reference, bundles.path(), index)
+                .await?;
+            plugin_dir.get_or_insert_with(|| bundles.path().join("plugins"));
+        }
+    }
     let files = suite::discover(&paths)?;
     if files.is_empty() {
         return Err(Failure(format!(
@@ -90,7 +104,7 @@ pub(crate) async fn execute(global: &GlobalArgs, args: TestArgs, io: &mut Stdio<
     let options = suite::RunOptions {
         filter: args.filter,
         update: args.update || std::env::var_os("TESSERA_BLESS").is_some_and(|v| v == "1"),
-        plugin_dir: args.plugin_dir,
+        plugin_dir,
     };
     // Fuel is counted when any case has a budget (it changes the compiled
     // code, so it is on for the whole run or not at all).

@@ -1,0 +1,663 @@
+//! The registry client: push and pull plugin artifacts and their
+//! signatures over the OCI distribution API (through `oci-client`), with
+//! credentials from Docker's config file, a custom CA bundle, plain HTTP
+//! only where allowed, and a deadline on every operation.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use futures_util::StreamExt as _;
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use serde_json::{Value, json};
+
+use crate::artifact::{self, Artifact, Blob, Descriptor, MANIFEST_MEDIA_TYPE, Manifest};
+use crate::signature::{self, Candidate, PAYLOAD_MEDIA_TYPE, SIGNATURE_ANNOTATION};
+use crate::{Digest, Error, Reference};
+
+/// The deadline of one registry operation unless configured: long enough
+/// for a plugin of a few MiB on a slow link, short enough that a stalled
+/// registry fails a command instead of hanging it.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// The connect deadline: a registry that does not accept a connection in
+/// this long is down.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How to reach registries.
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    docker_config: Option<PathBuf>,
+    ca_bundle: Option<PathBuf>,
+    plain_http: bool,
+    plain_http_hosts: Vec<String>,
+    timeout: Duration,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            docker_config: None,
+            ca_bundle: None,
+            plain_http: false,
+            plain_http_hosts: Vec::new(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+impl RegistryOptions {
+    /// Reads credentials from this Docker config file instead of
+    /// `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
+    #[must_use]
+    pub fn docker_config(mut self, path: impl Into<PathBuf>) -> Self {
+        self.docker_config = Some(path.into());
+        self
+    }
+
+    /// Trusts the CA certificates in this PEM bundle, besides the system's.
+    #[must_use]
+    pub fn ca_bundle(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_bundle = Some(path.into());
+        self
+    }
+
+    /// Speaks plain HTTP to loopback registries (`localhost`, `127.0.0.1`,
+    /// `[::1]`); any other registry still needs TLS unless named with
+    /// [`RegistryOptions::plain_http_host`].
+    #[must_use]
+    pub fn plain_http(mut self, enable: bool) -> Self {
+        self.plain_http = enable;
+        self
+    }
+
+    /// Speaks plain HTTP to this registry (`HOST[:PORT]`), named explicitly.
+    #[must_use]
+    pub fn plain_http_host(mut self, host: impl Into<String>) -> Self {
+        self.plain_http_hosts.push(host.into());
+        self
+    }
+
+    /// The deadline of each operation (resolve, pull, push, signatures).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    fn config_path(&self) -> Option<PathBuf> {
+        if let Some(path) = &self.docker_config {
+            return Some(path.clone());
+        }
+        if let Some(dir) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+            return Some(PathBuf::from(dir).join("config.json"));
+        }
+        std::env::var_os("HOME")
+            .filter(|d| !d.is_empty())
+            .map(|home| PathBuf::from(home).join(".docker").join("config.json"))
+    }
+
+    /// The credentials for `registry` from the Docker config file: the
+    /// `auths` entry's `auth` (base64 `user:password`) or `username` and
+    /// `password`, or `identitytoken` as a bearer token. A missing file means
+    /// anonymous; a malformed one is an error naming it. Credential helpers
+    /// (`credsStore`, `credHelpers`) are not run.
+    fn credentials(&self, registry: &str) -> Result<RegistryAuth, Error> {
+        let Some(path) = self.config_path() else {
+            return Ok(RegistryAuth::Anonymous);
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.docker_config.is_none() => {
+                return Ok(RegistryAuth::Anonymous);
+            }
+            Err(e) => return Err(config_error(&path, format!("cannot read: {e}"))),
+        };
+        let config: Value = serde_json::from_str(&text)
+            .map_err(|e| config_error(&path, format!("not JSON: {e}")))?;
+        let auths = config.get("auths").and_then(Value::as_object);
+        let entry = auths.and_then(|auths| {
+            auths.iter().find_map(|(key, value)| {
+                let host = key
+                    .trim_start_matches("https://")
+                    .trim_start_matches("http://")
+                    .split('/')
+                    .next()
+                    .unwrap_or("");
+                (host == registry).then_some(value)
+            })
+        });
+        let Some(entry) = entry else {
+            return Ok(RegistryAuth::Anonymous);
+        };
+        let field = |name: &str| {
+            entry
+                .get(name)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        };
+        if let Some(token) = field("identitytoken") {
+            return Ok(RegistryAuth::Bearer(token.to_string()));
+        }
+        if let Some(auth) = field("auth") {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(auth)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    config_error(
+                        &path,
+                        format!("auths.{registry}.auth is not base64 user:password"),
+                    )
+                })?;
+            let (user, password) = decoded.split_once(':').ok_or_else(|| {
+                config_error(&path, format!("auths.{registry}.auth is not user:password"))
+            })?;
+            return Ok(RegistryAuth::Basic(user.to_string(), password.to_string()));
+        }
+        match (field("username"), field("password")) {
+            (Some(user), Some(password)) => {
+                Ok(RegistryAuth::Basic(user.to_string(), password.to_string()))
+            }
+            _ => Ok(RegistryAuth::Anonymous),
+        }
+    }
+}
+
+fn config_error(path: &Path, message: String) -> Error {
+    Error::RegistryConfig {
+        file: path.display().to_string(),
+        message,
+    }
+}
+
+/// A client for one registry host.
+pub struct Registry {
+    client: oci_client::Client,
+    auth: RegistryAuth,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").finish_non_exhaustive()
+    }
+}
+
+/// An artifact pulled and checked: every blob matched its digest and the
+/// manifest matched the reference's digest.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    /// The reference, pinned to the manifest's digest.
+    pub reference: Reference,
+    /// The manifest bytes.
+    pub manifest: Vec<u8>,
+    /// The artifact.
+    pub artifact: Artifact,
+}
+
+impl Registry {
+    /// A client for the registry `reference` names. Plain HTTP only if the
+    /// options allow it for that host.
+    pub fn new(options: &RegistryOptions, reference: &Reference) -> Result<Registry, Error> {
+        // reqwest is built without a bundled crypto provider; ring is the
+        // one the rest of Tessera uses.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let host = reference.registry().to_string();
+        let plain = options.plain_http_hosts.contains(&host)
+            || (options.plain_http && reference.is_loopback());
+        let mut config = ClientConfig {
+            protocol: if plain {
+                ClientProtocol::HttpsExcept(vec![host])
+            } else {
+                ClientProtocol::Https
+            },
+            read_timeout: Some(options.timeout),
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            platform_resolver: None,
+            ..ClientConfig::default()
+        };
+        if let Some(bundle) = &options.ca_bundle {
+            let pem = std::fs::read(bundle).map_err(|e| Error::Io {
+                path: bundle.clone(),
+                source: e,
+            })?;
+            config.extra_root_certificates.push(Certificate {
+                encoding: CertificateEncoding::Pem,
+                data: pem,
+            });
+        }
+        let client = oci_client::Client::try_from(config).map_err(|e| Error::Registry {
+            reference: reference.to_string(),
+            message: format!(
+                "cannot configure the client: {}",
+                crate::one_line(&e.to_string())
+            ),
+        })?;
+        Ok(Registry {
+            client,
+            auth: options.credentials(reference.registry())?,
+            timeout: options.timeout,
+        })
+    }
+
+    async fn deadline<T>(
+        &self,
+        reference: &Reference,
+        what: &str,
+        future: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        tokio::time::timeout(self.timeout, future)
+            .await
+            .map_err(|_| Error::Timeout {
+                reference: reference.to_string(),
+                what: what.to_string(),
+                after: self.timeout,
+            })?
+    }
+
+    /// The manifest bytes `reference` names and their digest (computed
+    /// here, never taken from the registry's headers). A digest reference
+    /// whose bytes do not hash to it is refused.
+    async fn manifest(&self, reference: &Reference) -> Result<(Vec<u8>, Digest), Error> {
+        let (bytes, _) = self
+            .client
+            .pull_manifest_raw(
+                &reference.to_client(),
+                &self.auth,
+                &[
+                    MANIFEST_MEDIA_TYPE,
+                    "application/vnd.docker.distribution.manifest.v2+json",
+                ],
+            )
+            .await
+            .map_err(|e| {
+                if is_not_found(&e) {
+                    Error::NotFound {
+                        reference: reference.to_string(),
+                    }
+                } else {
+                    registry_error(reference, "pulling the manifest", e)
+                }
+            })?;
+        if bytes.len() as u64 > artifact::MAX_SMALL_BYTES {
+            return Err(Error::Artifact {
+                reference: reference.to_string(),
+                message: format!("the manifest is over {} bytes", artifact::MAX_SMALL_BYTES),
+            });
+        }
+        let digest = Digest::of(&bytes);
+        if let Some(expected) = reference.digest()
+            && *expected != digest
+        {
+            return Err(Error::Artifact {
+                reference: reference.to_string(),
+                message: format!("the registry served a manifest whose digest is {digest}"),
+            });
+        }
+        Ok((bytes.to_vec(), digest))
+    }
+
+    /// Resolves `reference` to its digest (a digest reference is checked to
+    /// exist). A tag is resolved once; use the returned reference afterwards.
+    pub async fn resolve(&self, reference: &Reference) -> Result<Reference, Error> {
+        self.deadline(reference, "resolving", async {
+            let (_, digest) = self.manifest(reference).await?;
+            Ok(reference.with_digest(digest))
+        })
+        .await
+    }
+
+    async fn blob(
+        &self,
+        reference: &Reference,
+        descriptor: &Descriptor,
+        max: u64,
+    ) -> Result<Vec<u8>, Error> {
+        let too_big = || Error::Artifact {
+            reference: reference.to_string(),
+            message: format!(
+                "layer {} ({}) is over the {max}-byte limit",
+                descriptor.digest, descriptor.media_type
+            ),
+        };
+        if descriptor.size > max {
+            return Err(too_big());
+        }
+        let mut stream = self
+            .client
+            .pull_blob_stream(&reference.to_client(), descriptor.digest.as_str())
+            .await
+            .map_err(|e| registry_error(reference, "pulling a layer", e))?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.stream.next().await {
+            let chunk = chunk.map_err(|e| Error::Registry {
+                reference: reference.to_string(),
+                message: format!(
+                    "pulling layer {}: {}",
+                    descriptor.digest,
+                    crate::one_line(&e.to_string())
+                ),
+            })?;
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > max {
+                return Err(too_big());
+            }
+        }
+        let actual = Digest::of(&bytes);
+        if actual.as_str() != descriptor.digest {
+            return Err(Error::Artifact {
+                reference: reference.to_string(),
+                message: format!(
+                    "layer {} ({}) does not match its digest (got {actual})",
+                    descriptor.digest, descriptor.media_type
+                ),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Pulls the plugin artifact `reference` names, checking every digest.
+    pub async fn pull(&self, reference: &Reference) -> Result<Pulled, Error> {
+        self.deadline(reference, "pulling", async {
+            let (manifest, digest) = self.manifest(reference).await?;
+            let pinned = reference.with_digest(digest);
+            let shown = pinned.to_string();
+            let (component, metadata, suite) = artifact::plugin_layers(&shown, &manifest)?;
+            let component = self
+                .blob(&pinned, &component, artifact::MAX_COMPONENT_BYTES)
+                .await?;
+            let metadata = match metadata {
+                Some(d) => {
+                    let bytes = self.blob(&pinned, &d, artifact::MAX_SMALL_BYTES).await?;
+                    Some(serde_json::from_slice(&bytes).map_err(|e| Error::Artifact {
+                        reference: shown.clone(),
+                        message: format!("the metadata layer is not JSON: {e}"),
+                    })?)
+                }
+                None => None,
+            };
+            let suite = match suite {
+                Some(d) => Some(self.blob(&pinned, &d, artifact::MAX_SUITE_BYTES).await?),
+                None => None,
+            };
+            Ok(Pulled {
+                reference: pinned,
+                manifest,
+                artifact: Artifact {
+                    component,
+                    metadata,
+                    suite,
+                },
+            })
+        })
+        .await
+    }
+
+    async fn push_blobs(&self, reference: &Reference, blobs: &[&Blob]) -> Result<(), Error> {
+        let target = reference.to_client();
+        for blob in blobs {
+            let digest = Digest::of(&blob.bytes).to_string();
+            let exists = self
+                .client
+                .blob_exists(&target, &digest)
+                .await
+                .unwrap_or(false);
+            if !exists {
+                self.client
+                    .push_blob(&target, blob.bytes.clone(), &digest)
+                    .await
+                    .map_err(|e| registry_error(reference, "pushing a layer", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn push_manifest(&self, reference: &Reference, bytes: Vec<u8>) -> Result<(), Error> {
+        // Authenticate for push first (oci-client does so lazily on blob
+        // operations but not on a bare manifest put).
+        let _ = self
+            .client
+            .auth(
+                &reference.to_client(),
+                &self.auth,
+                oci_client::RegistryOperation::Push,
+            )
+            .await;
+        self.client
+            .push_manifest_raw(
+                &reference.to_client(),
+                bytes,
+                http::HeaderValue::from_static(MANIFEST_MEDIA_TYPE),
+            )
+            .await
+            .map_err(|e| registry_error(reference, "pushing the manifest", e))?;
+        Ok(())
+    }
+
+    /// Pushes `artifact` under `reference` (a tag; a digest reference must
+    /// match the artifact's digest) and returns the reference pinned to the
+    /// digest it got.
+    pub async fn push(
+        &self,
+        reference: &Reference,
+        artifact: &Artifact,
+    ) -> Result<Reference, Error> {
+        self.deadline(reference, "pushing", async {
+            let (config, layers) = artifact.blobs();
+            let manifest = Artifact::manifest(&config, &layers);
+            let digest = Digest::of(&manifest);
+            if let Some(expected) = reference.digest()
+                && *expected != digest
+            {
+                return Err(Error::Artifact {
+                    reference: reference.to_string(),
+                    message: format!("the artifact's digest is {digest}"),
+                });
+            }
+            self.client
+                .store_auth_if_needed(reference.registry(), &self.auth)
+                .await;
+            let mut all: Vec<&Blob> = layers.iter().collect();
+            all.push(&config);
+            self.push_blobs(reference, &all).await?;
+            self.push_manifest(reference, manifest).await?;
+            Ok(reference.with_digest(digest))
+        })
+        .await
+    }
+
+    /// The signatures stored for the artifact `pinned` (a reference with a
+    /// digest): the layers of cosign's `sha256-<hex>.sig` manifest and of
+    /// every cosign signature the referrers API lists. Each payload is
+    /// digest-checked here; whether it is a valid signature is the trust
+    /// policy's call.
+    pub async fn signatures(&self, pinned: &Reference) -> Result<Vec<Candidate>, Error> {
+        let digest = pinned.digest().cloned().ok_or_else(|| Error::Reference {
+            reference: pinned.to_string(),
+            message: "signatures are looked up by digest".into(),
+        })?;
+        self.deadline(pinned, "looking up signatures", async {
+            let mut manifests = Vec::new();
+            let tag = pinned.with_tag(&signature::signature_tag(&digest));
+            match self.manifest(&tag).await {
+                Ok((bytes, _)) => manifests.push(bytes),
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => {
+                    return Err(Error::Registry {
+                        reference: pinned.to_string(),
+                        message: format!("looking up signatures: {e}"),
+                    });
+                }
+            }
+            // The referrers API (with oci-client's fallback to the referrers
+            // tag schema). A registry without either answers an empty index;
+            // an error here only means fewer signatures, never a pass.
+            self.client
+                .store_auth_if_needed(pinned.registry(), &self.auth)
+                .await;
+            if let Ok(index) = self
+                .client
+                .pull_referrers(
+                    &pinned.to_client(),
+                    Some(signature::SIGNATURE_ARTIFACT_TYPE),
+                )
+                .await
+            {
+                for entry in index.manifests {
+                    if let Some(d) = Digest::parse(&entry.digest)
+                        && let Ok((bytes, _)) = self.manifest(&pinned.with_digest(d)).await
+                    {
+                        manifests.push(bytes);
+                    }
+                }
+            }
+            let mut candidates: Vec<Candidate> = Vec::new();
+            for bytes in manifests {
+                let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) else {
+                    continue;
+                };
+                for layer in manifest.layers {
+                    if layer.media_type != PAYLOAD_MEDIA_TYPE {
+                        continue;
+                    }
+                    let Some(sig) = layer
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(SIGNATURE_ANNOTATION))
+                        .cloned()
+                    else {
+                        continue;
+                    };
+                    let payload = self.blob(pinned, &layer, artifact::MAX_SMALL_BYTES).await?;
+                    let candidate = Candidate {
+                        payload,
+                        signature: sig,
+                    };
+                    if !candidates.contains(&candidate) {
+                        candidates.push(candidate);
+                    }
+                }
+            }
+            Ok(candidates)
+        })
+        .await
+    }
+
+    /// Adds a signature of the artifact `pinned` to cosign's
+    /// `sha256-<hex>.sig` manifest (keeping the signatures already there),
+    /// with the artifact as its `subject` so that registries with the
+    /// referrers API list it too.
+    pub async fn push_signature(
+        &self,
+        pinned: &Reference,
+        payload: &[u8],
+        signature: &str,
+    ) -> Result<Reference, Error> {
+        let digest = pinned.digest().cloned().ok_or_else(|| Error::Reference {
+            reference: pinned.to_string(),
+            message: "sign a reference resolved to its digest".into(),
+        })?;
+        self.deadline(pinned, "pushing the signature", async {
+            let (subject_bytes, _) = self.manifest(pinned).await?;
+            let tag = pinned.with_tag(&signature::signature_tag(&digest));
+            let mut layers: Vec<Descriptor> = match self.manifest(&tag).await {
+                Ok((bytes, _)) => serde_json::from_slice::<Manifest>(&bytes)
+                    .map(|m| m.layers)
+                    .unwrap_or_default(),
+                Err(Error::NotFound { .. }) => Vec::new(),
+                Err(e) => return Err(e),
+            };
+            let payload_blob = Blob {
+                media_type: PAYLOAD_MEDIA_TYPE,
+                bytes: payload.to_vec(),
+                title: None,
+            };
+            let mut layer = payload_blob.descriptor();
+            layer.annotations = Some(BTreeMap::from([(
+                SIGNATURE_ANNOTATION.to_string(),
+                signature.to_string(),
+            )]));
+            layers.retain(|l| l != &layer);
+            layers.push(layer);
+            // cosign's signature config: an image config whose rootfs lists
+            // the payload layers.
+            let config = json!({
+                "architecture": "",
+                "config": {},
+                "created": "0001-01-01T00:00:00Z",
+                "history": [{"created": "0001-01-01T00:00:00Z"}],
+                "os": "",
+                "rootfs": {
+                    "type": "layers",
+                    "diff_ids": layers.iter().map(|l| l.digest.clone()).collect::<Vec<_>>(),
+                },
+            });
+            let config = Blob {
+                media_type: "application/vnd.oci.image.config.v1+json",
+                bytes: serde_json::to_vec(&config).unwrap_or_default(),
+                title: None,
+            };
+            self.client
+                .store_auth_if_needed(pinned.registry(), &self.auth)
+                .await;
+            self.push_blobs(pinned, &[&payload_blob, &config]).await?;
+            let manifest = Manifest {
+                schema_version: 2,
+                media_type: Some(MANIFEST_MEDIA_TYPE.into()),
+                artifact_type: Some(signature::SIGNATURE_ARTIFACT_TYPE.into()),
+                config: config.descriptor(),
+                layers,
+                subject: Some(Descriptor {
+                    media_type: MANIFEST_MEDIA_TYPE.into(),
+                    digest: digest.to_string(),
+                    size: subject_bytes.len() as u64,
+                    annotations: None,
+                }),
+                annotations: None,
+            };
+            self.push_manifest(&tag, serde_json::to_vec(&manifest).unwrap_or_default())
+                .await?;
+            Ok(tag)
+        })
+        .await
+    }
+}
+
+/// Whether the registry answered that the manifest (or repository) does
+/// not exist.
+fn is_not_found(error: &oci_client::errors::OciDistributionError) -> bool {
+    use oci_client::errors::{OciDistributionError as E, OciErrorCode as C};
+    match error {
+        E::ImageManifestNotFoundError(_) => true,
+        E::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|e| matches!(e.code, C::ManifestUnknown | C::NameUnknown | C::NotFound)),
+        E::ServerError { code, .. } => *code == 404,
+        _ => false,
+    }
+}
+
+fn registry_error(
+    reference: &Reference,
+    what: &str,
+    error: oci_client::errors::OciDistributionError,
+) -> Error {
+    use std::error::Error as _;
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    Error::Registry {
+        reference: reference.to_string(),
+        message: format!("{what}: {}", crate::one_line(&message)),
+    }
+}
