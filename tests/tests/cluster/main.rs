@@ -4,8 +4,12 @@
 
 mod controller;
 mod deploy;
+mod faults;
 mod fixture;
 mod harness;
+mod load;
+mod metrics;
+mod reads;
 mod webhook;
 
 /// A plugin artifact cache shared by the tests of this process.
