@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 use tessera_tests::example;
-use tessera_tests::plugins::{FAULTY, TEAM_DATABASE};
+use tessera_tests::plugins::{FAULTY, FAULTY_POLICY, TEAM_DATABASE};
 
 use crate::common::{Output, tessera};
 
@@ -242,5 +242,45 @@ fn a_bad_reads_file_is_one_line_naming_it() {
             .starts_with(&format!("error: {missing}: read 0: ")),
         "{}",
         out.stderr
+    );
+}
+
+/// `render --policy` checks the children with policies that read the same
+/// objects, in the composite's namespace, as a Composition's `policies` do
+/// in the cluster: a policy that needs a ConfigMap finds the one the
+/// `--resources` files hold and is refused one they do not.
+#[test]
+fn render_policies_read_what_the_plugin_may_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = |config_map: &str| {
+        let settings = write(
+            dir.path(),
+            &format!("{config_map}.settings.json"),
+            &json!({"mode": "require-configmap", "configMap": config_map}),
+        );
+        tessera(
+            &[
+                "render",
+                &ex("team-database.yaml"),
+                "--plugin",
+                TEAM_DATABASE,
+                "--resources",
+                &ex("team-database.defaults.yaml"),
+                "--policy",
+                &format!("{FAULTY_POLICY}={settings}"),
+                "-o",
+                "json",
+            ],
+            "",
+        )
+    };
+    let found = policy("database-defaults");
+    assert!(!children(&found).is_empty(), "{}", found.stderr);
+    let missing = policy("no-such-config");
+    assert_eq!(missing.code, 1, "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("denied by policy faulty-policy"),
+        "{}",
+        missing.stderr
     );
 }

@@ -45,7 +45,8 @@ pub(crate) struct RenderArgs {
     #[arg(long, value_name = "FILE")]
     reads: Option<PathBuf>,
     /// A policy plugin to check every child with, optionally with a settings
-    /// file (repeatable).
+    /// file (repeatable). It reads what the plugin may read (`--resources`,
+    /// `--reads`), in the composite's namespace by default.
     #[arg(long = "policy", value_name = "WASM[=SETTINGS_FILE]")]
     policies: Vec<String>,
     /// The key credentials are derived from (at least 32 bytes)
@@ -118,14 +119,18 @@ pub(crate) async fn execute(global: &GlobalArgs, args: RenderArgs, io: &mut Stdi
     })?;
     let binding = Binding::new(plugin, settings)?
         .with_limits(limits.clone())
-        .with_reads(reads)
+        .with_reads(reads.clone())
         .with_secret_key(secret_key.clone());
     let mut policies = Vec::new();
     for ((wasm, _), settings) in policy_args.iter().zip(policy_settings) {
         let plugin = load_plugin(global, &runtime, wasm, World::Policy).await?;
         let name = plugin.metadata().name.clone();
         policies.push(PolicyBinding {
-            binding: Binding::new(plugin, settings)?.with_limits(limits.clone()),
+            // As the controller gives a Composition's `policies` the
+            // composite's namespace as home: the same objects and rules.
+            binding: Binding::new(plugin, settings)?
+                .with_limits(limits.clone())
+                .with_reads(reads.clone()),
             name,
         });
     }
