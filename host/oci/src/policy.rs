@@ -26,8 +26,15 @@ use crate::{Digest, Error};
 #[derive(Debug, Clone, Default)]
 pub struct TrustPolicy {
     all_of: Vec<PublicKey>,
-    any_of: Vec<PublicKey>,
-    minimum_matches: usize,
+    /// Each group must hold: at least `minimum` of its keys matched.
+    any_of: Vec<AnyOf>,
+}
+
+/// `anyOf`: at least `minimum` of `keys` must have signed.
+#[derive(Debug, Clone)]
+struct AnyOf {
+    keys: Vec<PublicKey>,
+    minimum: usize,
 }
 
 #[derive(Deserialize)]
@@ -72,10 +79,7 @@ impl TrustPolicy {
     #[must_use]
     pub fn and(mut self, other: TrustPolicy) -> TrustPolicy {
         self.all_of.extend(other.all_of);
-        if !other.any_of.is_empty() {
-            self.any_of = other.any_of;
-            self.minimum_matches = other.minimum_matches;
-        }
+        self.any_of.extend(other.any_of);
         self
     }
 
@@ -116,21 +120,36 @@ impl TrustPolicy {
             }
         };
         let mut policy = TrustPolicy::default();
+        // Every key once: a key listed twice would count twice.
+        let mut seen: Vec<(String, PublicKey)> = Vec::new();
+        let mut add = |at: String, key: PublicKey| -> Result<PublicKey, Error> {
+            if let Some((first, _)) = seen.iter().find(|(_, k)| k.same_key(&key)) {
+                return Err(bad(format!("{first} and {at} are the same key")));
+            }
+            seen.push((at, key.clone()));
+            Ok(key)
+        };
         for (i, entry) in file.all_of.iter().enumerate() {
-            policy.all_of.push(load("allOf", i, entry)?);
+            policy
+                .all_of
+                .push(add(format!("allOf[{i}]"), load("allOf", i, entry)?)?);
         }
         if let Some(any_of) = &file.any_of {
+            let mut keys = Vec::new();
             for (i, entry) in any_of.signatures.iter().enumerate() {
-                policy.any_of.push(load("anyOf.signatures", i, entry)?);
+                keys.push(add(
+                    format!("anyOf.signatures[{i}]"),
+                    load("anyOf.signatures", i, entry)?,
+                )?);
             }
-            policy.minimum_matches = any_of.minimum_matches.unwrap_or(1);
-            if policy.minimum_matches == 0 || policy.minimum_matches > policy.any_of.len() {
+            let minimum = any_of.minimum_matches.unwrap_or(1);
+            if minimum == 0 || minimum > keys.len() {
                 return Err(bad(format!(
-                    "anyOf.minimumMatches is {}, but there are {} keys",
-                    policy.minimum_matches,
-                    policy.any_of.len()
+                    "anyOf.minimumMatches is {minimum}, but there are {} keys",
+                    keys.len()
                 )));
             }
+            policy.any_of.push(AnyOf { keys, minimum });
         }
         if policy.is_empty() {
             return Err(bad("the policy names no key (allOf or anyOf)".into()));
@@ -170,10 +189,10 @@ impl TrustPolicy {
             })?;
             matched.push(key.name().to_string());
         }
-        if !self.any_of.is_empty() {
+        for group in &self.any_of {
             let mut count = 0;
             let mut failures = Vec::new();
-            for key in &self.any_of {
+            for key in &group.keys {
                 match matches(key) {
                     Ok(()) => {
                         count += 1;
@@ -182,14 +201,102 @@ impl TrustPolicy {
                     Err(why) => failures.push(format!("{}: {why}", key.name())),
                 }
             }
-            if count < self.minimum_matches {
+            if count < group.minimum {
                 return Err(format!(
                     "anyOf: {count} of the keys matched, {} needed ({})",
-                    self.minimum_matches,
+                    group.minimum,
                     failures.join(", ")
                 ));
             }
         }
         Ok(matched)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use p256::ecdsa::SigningKey;
+    use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+
+    use super::*;
+    use crate::Reference;
+    use crate::signature::PrivateKey;
+
+    /// A deterministic test key pair (fixed scalar; protects nothing):
+    /// the private key and the public key's PEM.
+    fn pair(seed: u8) -> (PrivateKey, String) {
+        let key = SigningKey::from_bytes(&[seed; 32].into()).unwrap();
+        let private = key.to_pkcs8_pem(LineEnding::LF).unwrap();
+        let public = key
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap();
+        (PrivateKey::from_pem("test", &private).unwrap(), public)
+    }
+
+    fn indent(pem: &str) -> String {
+        pem.lines().map(|l| format!("        {l}\n")).collect()
+    }
+
+    fn write_policy(dir: &Path, text: &str) -> std::path::PathBuf {
+        let file = dir.join("policy.yaml");
+        std::fs::write(&file, text).unwrap();
+        file
+    }
+
+    #[test]
+    fn a_key_listed_twice_is_refused_naming_both_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, pem) = pair(7);
+        std::fs::write(dir.path().join("k.pub"), &pem).unwrap();
+        let text = format!(
+            "anyOf:\n  minimumMatches: 2\n  signatures:\n    - kind: pubKey\n      key: |\n{}    - kind: pubKey\n      path: k.pub\n",
+            indent(&pem)
+        );
+        let error = TrustPolicy::from_file(&write_policy(dir.path(), &text))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("anyOf.signatures[0] and anyOf.signatures[1] are the same key"),
+            "{error}"
+        );
+        assert_eq!(error.lines().count(), 1, "{error}");
+        // Across allOf and anyOf as well.
+        let text = "allOf:\n  - kind: pubKey\n    path: k.pub\nanyOf:\n  signatures:\n    - kind: pubKey\n      path: ./k.pub\n";
+        let error = TrustPolicy::from_file(&write_policy(dir.path(), text))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("allOf[0] and anyOf.signatures[0] are the same key"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn and_requires_both_policies() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, first) = pair(7);
+        let (second_key, second) = pair(9);
+        let any_of = |pem: &str| {
+            let text = format!(
+                "anyOf:\n  signatures:\n    - kind: pubKey\n      key: |\n{}",
+                indent(pem)
+            );
+            TrustPolicy::from_file(&write_policy(dir.path(), &text)).unwrap()
+        };
+        let both = any_of(&first).and(any_of(&second));
+        let reference = Reference::parse("oci://127.0.0.1:5000/a/b:1").unwrap();
+        let digest = Digest::of(b"manifest");
+        let payload = crate::signature::payload(&reference, &digest);
+        let candidate = Candidate {
+            signature: second_key.sign(&payload),
+            payload,
+        };
+        // Only the second policy's key signed: the first does not hold.
+        let error = both
+            .verify(&digest, std::slice::from_ref(&candidate))
+            .unwrap_err();
+        assert!(error.contains("anyOf: 0 of the keys matched"), "{error}");
+        any_of(&second).verify(&digest, &[candidate]).unwrap();
     }
 }

@@ -195,6 +195,9 @@ pub struct Pulled {
     pub manifest: Vec<u8>,
     /// The artifact.
     pub artifact: Artifact,
+    /// The metadata layer's bytes as pulled (what its digest in the
+    /// manifest is of), kept so that the store writes exactly them.
+    pub metadata_bytes: Option<Vec<u8>>,
 }
 
 impl Registry {
@@ -368,10 +371,13 @@ impl Registry {
             let component = self
                 .blob(&pinned, &component, artifact::MAX_COMPONENT_BYTES)
                 .await?;
-            let metadata = match metadata {
-                Some(d) => {
-                    let bytes = self.blob(&pinned, &d, artifact::MAX_SMALL_BYTES).await?;
-                    Some(serde_json::from_slice(&bytes).map_err(|e| Error::Artifact {
+            let metadata_bytes = match metadata {
+                Some(d) => Some(self.blob(&pinned, &d, artifact::MAX_SMALL_BYTES).await?),
+                None => None,
+            };
+            let metadata = match &metadata_bytes {
+                Some(bytes) => {
+                    Some(serde_json::from_slice(bytes).map_err(|e| Error::Artifact {
                         reference: shown.clone(),
                         message: format!("the metadata layer is not JSON: {e}"),
                     })?)
@@ -390,6 +396,7 @@ impl Registry {
                     metadata,
                     suite,
                 },
+                metadata_bytes,
             })
         })
         .await
@@ -530,7 +537,13 @@ impl Registry {
                     else {
                         continue;
                     };
-                    let payload = self.blob(pinned, &layer, artifact::MAX_SMALL_BYTES).await?;
+                    // A payload that cannot be read (missing, too large, not
+                    // its digest) only drops this candidate: fewer
+                    // signatures, never a pass.
+                    let Ok(payload) = self.blob(pinned, &layer, artifact::MAX_SMALL_BYTES).await
+                    else {
+                        continue;
+                    };
                     let candidate = Candidate {
                         payload,
                         signature: sig,

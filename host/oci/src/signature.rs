@@ -78,6 +78,12 @@ impl PublicKey {
         PublicKey::from_pem(&path.display().to_string(), &text)
     }
 
+    /// Whether `other` is the same public key (the same curve point), however
+    /// it was written.
+    pub fn same_key(&self, other: &PublicKey) -> bool {
+        self.key == other.key
+    }
+
     /// The name errors show.
     pub fn name(&self) -> &str {
         &self.name

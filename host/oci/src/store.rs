@@ -45,8 +45,12 @@ impl Store {
             (Digest::of(&bytes).as_str() == digest).then_some(bytes)
         };
         let component = read("component.wasm", &component.digest)?;
-        let metadata = match metadata {
-            Some(d) => Some(serde_json::from_slice(&read("metadata.json", &d.digest)?).ok()?),
+        let metadata_bytes = match metadata {
+            Some(d) => Some(read("metadata.json", &d.digest)?),
+            None => None,
+        };
+        let metadata = match &metadata_bytes {
+            Some(bytes) => Some(serde_json::from_slice(bytes).ok()?),
             None => None,
         };
         let suite = match suite {
@@ -61,6 +65,7 @@ impl Store {
                 metadata,
                 suite,
             },
+            metadata_bytes,
         })
     }
 
@@ -85,11 +90,15 @@ impl Store {
         };
         write("manifest.json", &pulled.manifest)?;
         write("component.wasm", &pulled.artifact.component)?;
-        if let Some(metadata) = &pulled.artifact.metadata {
-            write(
+        // The layer's own bytes: they are checked against its digest when
+        // read back (re-serialised JSON would differ from a non-compact one).
+        match (&pulled.metadata_bytes, &pulled.artifact.metadata) {
+            (Some(bytes), _) => write("metadata.json", bytes)?,
+            (None, Some(metadata)) => write(
                 "metadata.json",
                 &serde_json::to_vec(metadata).unwrap_or_default(),
-            )?;
+            )?,
+            (None, None) => {}
         }
         if let Some(suite) = &pulled.artifact.suite {
             write("suite.tar", suite)?;
@@ -143,5 +152,57 @@ impl Store {
         std::fs::write(&tmp, serde_json::to_vec(&items).unwrap_or_default())
             .and_then(|()| std::fs::rename(&tmp, &path))
             .map_err(|e| Error::Io { path, source: e })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_non_compact_metadata_layer_is_a_cache_hit() {
+        let component = b"\0asm\x0d\0\x01\0".to_vec();
+        // As oras (or an editor) writes it: spaces and a newline.
+        let metadata = b"{\n  \"name\": \"x\"\n}\n".to_vec();
+        let layer = |media_type: &str, bytes: &[u8]| {
+            json!({
+                "mediaType": media_type,
+                "digest": Digest::of(bytes).to_string(),
+                "size": bytes.len(),
+            })
+        };
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.empty.v1+json",
+                "digest": Digest::of(b"{}").to_string(),
+                "size": 2,
+            },
+            "layers": [
+                layer(artifact::WASM_MEDIA_TYPE, &component),
+                layer(artifact::METADATA_MEDIA_TYPE, &metadata),
+            ],
+        }))
+        .unwrap();
+        let pinned = Reference::parse("oci://127.0.0.1:5000/a/b:1")
+            .unwrap()
+            .with_digest(Digest::of(&manifest));
+        let pulled = Pulled {
+            reference: pinned.clone(),
+            manifest,
+            artifact: Artifact {
+                component,
+                metadata: Some(serde_json::from_slice(&metadata).unwrap()),
+                suite: None,
+            },
+            metadata_bytes: Some(metadata.clone()),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        store.put(&pulled).unwrap();
+        let cached = store.get(&pinned).expect("the stored artifact is a hit");
+        assert_eq!(cached.artifact.metadata, pulled.artifact.metadata);
+        assert_eq!(cached.metadata_bytes, Some(metadata));
     }
 }

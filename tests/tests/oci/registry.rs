@@ -641,3 +641,108 @@ fn tls_with_a_custom_ca_bundle() {
         out.stderr
     );
 }
+
+/// A downloaded suite that names a file outside its directory, or a plugin
+/// by path, is refused before any case runs (it could read `~/.kube/config`
+/// as a fixture, overwrite a file as a golden with `--update`, or run an
+/// unverified local plugin); `--plugin-dir` cannot replace the pulled
+/// plugin.
+#[test]
+fn a_downloaded_suite_stays_in_its_directory_and_runs_the_pulled_plugin() {
+    let registry = Olareg::start();
+    let cache = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim.yaml");
+    std::fs::write(&victim, "precious: true\n").unwrap();
+    let hostile = [
+        (
+            "objectFile",
+            format!(
+                "policy: {{plugin: require-labels, objectFile: {}}}",
+                victim.display()
+            ),
+            "policy.objectFile",
+        ),
+        (
+            "golden",
+            format!(
+                "composition: {{plugin: require-labels}}\n    expect: {{golden: {}}}",
+                victim.display()
+            ),
+            "expect.golden",
+        ),
+        (
+            "settings",
+            "policy: {plugin: require-labels, settingsFile: ../../settings.yaml, object: {}}"
+                .to_string(),
+            "policy.settingsFile",
+        ),
+        (
+            "plugin",
+            format!("policy: {{plugin: {}, object: {{}}}}", require_labels()),
+            "policy.plugin",
+        ),
+    ];
+    for (tag, case, field) in hostile {
+        let suite = tempfile::tempdir().unwrap();
+        std::fs::write(
+            suite.path().join("hostile.tessera.yaml"),
+            format!(
+                "apiVersion: tessera.dev/v1alpha1\nkind: TestSuite\ncases:\n  - name: steal\n    {case}\n"
+            ),
+        )
+        .unwrap();
+        let reference = registry.reference(&format!("hostile/require-labels:{tag}"));
+        tessera_ok(
+            cache.path(),
+            &[
+                "push",
+                require_labels(),
+                &reference,
+                "--suite",
+                suite.path().to_str().unwrap(),
+            ],
+        );
+        let error = tessera_err(cache.path(), &["test", "--update", &reference]);
+        assert!(
+            error.contains("hostile.tessera.yaml: case 0 (\"steal\")"),
+            "{error}"
+        );
+        assert!(error.contains(&format!("{field}: ")), "{error}");
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "precious: true\n"
+        );
+    }
+
+    // --plugin-dir would run other bytes than the pulled ones.
+    let suite = suite_dir();
+    let reference = registry.reference("team/require-labels:plugin-dir");
+    tessera_ok(
+        cache.path(),
+        &[
+            "push",
+            require_labels(),
+            &reference,
+            "--suite",
+            suite.path().to_str().unwrap(),
+        ],
+    );
+    let error = tessera_err(
+        cache.path(),
+        &[
+            "test",
+            "--plugin-dir",
+            outside.path().to_str().unwrap(),
+            &reference,
+        ],
+    );
+    assert!(
+        error.contains("--plugin-dir cannot be used with oci://"),
+        "{error}"
+    );
+    // Two references of the same plugin each run their own pulled copy.
+    let out = tessera(cache.path(), &["test", &reference, &reference]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("4 passed, 0 failed"), "{}", out.stdout);
+}

@@ -570,3 +570,38 @@ fn cosign_and_tessera_verify_each_others_signatures() {
         "cosign accepted the wrong key"
     );
 }
+
+/// A signature whose payload blob cannot be read (here: it no longer
+/// matches its digest) is one candidate fewer, not a failed lookup: the
+/// genuine signature beside it still verifies, and alone it never passes.
+#[test]
+fn an_unreadable_signature_payload_is_skipped_not_fatal() {
+    let registry = Olareg::start();
+    let cache = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let (release, release_pub) = openssl_key(work.path(), "release");
+    let (stranger, _) = openssl_key(work.path(), "stranger");
+    let pinned = pushed(&registry, cache.path(), "skip/require-labels:1");
+    // A stranger's signature over a payload of its own, whose blob is then
+    // corrupted in the registry.
+    let junk = br#"{"critical":{"identity":{"docker-reference":"junk"}}}"#;
+    attach_openssl_signature(&pinned, &stranger, junk, work.path());
+    let blob = registry.blob_path(
+        "skip/require-labels",
+        tessera_oci::Digest::of(junk).as_str(),
+    );
+    assert!(blob.is_file(), "{}", blob.display());
+    std::fs::write(&blob, b"corrupted payload").unwrap();
+    // Only that candidate: refused as unsigned, never passed.
+    let error = tessera_err(
+        cache.path(),
+        &["verify", &pinned, "--key", release_pub.to_str().unwrap()],
+    );
+    assert!(error.contains(&pinned), "{error}");
+    // With the genuine signature beside it: verified.
+    attach_openssl_signature(&pinned, &release, &payload_for(&pinned), work.path());
+    tessera_ok(
+        cache.path(),
+        &["verify", &pinned, "--key", release_pub.to_str().unwrap()],
+    );
+}

@@ -308,16 +308,16 @@ pub(crate) async fn verify(global: &GlobalArgs, args: VerifyArgs, io: &mut Stdio
 }
 
 /// `tessera test oci://...`: unpacks the artifact's bundled suite under
-/// `root/<index>/` and writes its component where the suite's plugin name
-/// resolves with `--plugin-dir root/plugins` (`<name with _>.wasm`), so the
-/// suite runs against exactly the pulled (and verified) bytes. Returns the
-/// suite directory.
+/// `root/<index>/suite/` and writes its component to
+/// `root/<index>/plugins/<name with _>.wasm`, a directory of this reference
+/// alone, so the suite runs against exactly the pulled (and verified) bytes.
+/// Returns where both are.
 pub(crate) async fn bundled_suite(
     global: &GlobalArgs,
     reference: &str,
     root: &Path,
     index: usize,
-) -> Result<PathBuf, Failure> {
+) -> Result<crate::suite::Bundle, Failure> {
     let parsed = parse(reference)?;
     let policy = global.registry.policy(&[])?;
     let store = store(global)?;
@@ -352,8 +352,8 @@ pub(crate) async fn bundled_suite(
                 "{pinned}: the metadata layer names no plugin (letters, digits, - and _)"
             ))
         })?;
-    let dir = root.join(index.to_string());
-    let plugins = root.join("plugins");
+    let dir = root.join(index.to_string()).join("suite");
+    let plugins = root.join(index.to_string()).join("plugins");
     for d in [&dir, &plugins] {
         std::fs::create_dir_all(d).map_err(|e| Failure(format!("{}: {e}", d.display())))?;
     }
@@ -361,5 +361,8 @@ pub(crate) async fn bundled_suite(
     let file = plugins.join(format!("{}.wasm", name.replace('-', "_")));
     std::fs::write(&file, &pulled.artifact.component)
         .map_err(|e| Failure(format!("{}: {e}", file.display())))?;
-    Ok(dir)
+    Ok(crate::suite::Bundle {
+        suites: dir,
+        plugins,
+    })
 }

@@ -68,17 +68,28 @@ pub(crate) async fn execute(global: &GlobalArgs, args: TestArgs, io: &mut Stdio<
         args.paths
     };
     // `oci://` references: the artifact's bundled suite, run against the
-    // pulled component (kept in `bundles` until the run ends).
-    let mut plugin_dir = args.plugin_dir;
+    // pulled component alone (each in its own directory, kept in `bundles`
+    // until the run ends).
+    let is_reference = |p: &PathBuf| p.to_str().is_some_and(tessera_oci::Reference::is_reference);
+    if args.plugin_dir.is_some() && paths.iter().any(is_reference) {
+        return Err(Failure(
+            "--plugin-dir cannot be used with oci:// references (their suites run the pulled plugin)"
+                .into(),
+        ));
+    }
+    let plugin_dir = args.plugin_dir;
+    let mut bundled = Vec::new();
     let bundles = tempfile::tempdir().map_err(|e| Failure(format!("temporary directory: {e}")))?;
     for (index, path) in paths.iter_mut().enumerate() {
         if let Some(reference) = path
             .to_str()
             .filter(|p| tessera_oci::Reference::is_reference(p))
         {
-            *path = crate::commands::oci::bundled_suite(global, reference, bundles.path(), index)
-                .await?;
-            plugin_dir.get_or_insert_with(|| bundles.path().join("plugins"));
+            let bundle =
+                crate::commands::oci::bundled_suite(global, reference, bundles.path(), index)
+                    .await?;
+            *path = bundle.suites.clone();
+            bundled.push(bundle);
         }
     }
     let files = suite::discover(&paths)?;
@@ -94,7 +105,8 @@ pub(crate) async fn execute(global: &GlobalArgs, args: TestArgs, io: &mut Stdio<
     }
     let mut cases = Vec::new();
     for file in &files {
-        cases.extend(suite::load_suite(file, &args.limits.spec())?);
+        let confined = bundled.iter().any(|b| file.starts_with(&b.suites));
+        cases.extend(suite::load_suite(file, &args.limits.spec(), confined)?);
     }
     let color = match args.color {
         ColorArg::Always => true,
@@ -105,6 +117,7 @@ pub(crate) async fn execute(global: &GlobalArgs, args: TestArgs, io: &mut Stdio<
         filter: args.filter,
         update: args.update || std::env::var_os("TESSERA_BLESS").is_some_and(|v| v == "1"),
         plugin_dir,
+        bundles: bundled,
     };
     // Fuel is counted when any case has a budget (it changes the compiled
     // code, so it is on for the whole run or not at all).

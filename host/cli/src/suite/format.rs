@@ -190,9 +190,115 @@ pub(super) struct ErrorExpect {
     pub(super) message_contains: Option<String>,
 }
 
+/// Whether a suite's `plugin` is a plugin's name (letters, digits, `-` and
+/// `_`), not a path.
+pub(super) fn is_plugin_name(reference: &str) -> bool {
+    !reference.is_empty()
+        && reference
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Whether a path a suite names stays inside the suite's directory: relative,
+/// with only normal components (no `..`, no root, no `.`).
+fn is_confined(path: &Path) -> bool {
+    !path.as_os_str().is_empty()
+        && path
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+}
+
+/// For a downloaded suite: the first plugin that is not a name, or the first
+/// file that is not confined to the suite's directory, as `field: value`.
+fn unconfined(kind: &CaseKind, expect: &Expect) -> Option<String> {
+    let mut plugins: Vec<(String, &str)> = Vec::new();
+    let mut files: Vec<(String, &Path)> = Vec::new();
+    fn composition<'a>(
+        prefix: &str,
+        c: &'a CompositionInput,
+        plugins: &mut Vec<(String, &'a str)>,
+        files: &mut Vec<(String, &'a Path)>,
+    ) {
+        plugins.push((format!("{prefix}plugin"), c.plugin.as_str()));
+        for (name, file) in [
+            ("settingsFile", &c.settings_file),
+            ("compositeFile", &c.composite_file),
+        ] {
+            if let Some(file) = file {
+                files.push((format!("{prefix}{name}"), file.as_path()));
+            }
+        }
+        for (name, list) in [
+            ("observedFiles", &c.observed_files),
+            ("resourceFiles", &c.resource_files),
+        ] {
+            for (i, file) in list.iter().enumerate() {
+                files.push((format!("{prefix}{name}[{i}]"), file.as_path()));
+            }
+        }
+    }
+    match kind {
+        CaseKind::Composition(c) => {
+            composition("composition.", c, &mut plugins, &mut files);
+        }
+        CaseKind::Policy(p) => {
+            plugins.push(("policy.plugin".into(), p.plugin.as_str()));
+            for (name, file) in [
+                ("settingsFile", &p.settings_file),
+                ("objectFile", &p.object_file),
+                ("oldObjectFile", &p.old_object_file),
+            ] {
+                if let Some(file) = file {
+                    files.push((format!("policy.{name}"), file.as_path()));
+                }
+            }
+        }
+        CaseKind::Pipeline(p) => {
+            composition(
+                "pipeline.composition.",
+                &p.composition,
+                &mut plugins,
+                &mut files,
+            );
+            for (i, policy) in p.policies.iter().enumerate() {
+                plugins.push((
+                    format!("pipeline.policies[{i}].plugin"),
+                    policy.plugin.as_str(),
+                ));
+                if let Some(file) = &policy.settings_file {
+                    files.push((
+                        format!("pipeline.policies[{i}].settingsFile"),
+                        file.as_path(),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(golden) = &expect.golden {
+        files.push(("expect.golden".into(), golden.as_path()));
+    }
+    if let Some((field, plugin)) = plugins.into_iter().find(|(_, p)| !is_plugin_name(p)) {
+        return Some(format!(
+            "{field}: {plugin:?} is a path; a downloaded suite runs only the plugin pulled with it, by name"
+        ));
+    }
+    files.into_iter().find(|(_, f)| !is_confined(f)).map(|(field, file)| {
+        format!(
+            "{field}: {:?} is outside the suite's directory; a downloaded suite may name only relative paths (no leading /, no . or ..)",
+            file.display().to_string()
+        )
+    })
+}
+
 /// Reads a suite file into cases. `base` holds the limits given on the
 /// command line; the suite's `limits` and then each case's override them.
-pub(crate) fn load_suite(path: &Path, base: &LimitsSpec) -> Result<Vec<Case>, SuiteError> {
+/// A `confined` suite (downloaded from a registry) may name only files
+/// inside its directory and plugins by name.
+pub(crate) fn load_suite(
+    path: &Path,
+    base: &LimitsSpec,
+    confined: bool,
+) -> Result<Vec<Case>, SuiteError> {
     let text =
         std::fs::read_to_string(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
     let suite: SuiteFile = serde_yaml_ng::from_str(&text).map_err(|e| {
@@ -234,6 +340,9 @@ pub(crate) fn load_suite(path: &Path, base: &LimitsSpec) -> Result<Vec<Case>, Su
                     )));
                 }
             };
+            if confined && let Some(why) = unconfined(&kind, &case.expect) {
+                return Err(err(format!("{at}: {why}")));
+            }
             let misplaced = misplaced_expectations(&kind, &case.expect);
             if !misplaced.is_empty() {
                 return Err(err(format!(
@@ -293,4 +402,62 @@ fn misplaced_expectations(kind: &CaseKind, expect: &Expect) -> Vec<&'static str>
         .filter(|(name, present)| *present && !applies.contains(name))
         .map(|(name, _)| name)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, confined: bool) -> Result<Vec<Case>, SuiteError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.tessera.yaml");
+        std::fs::write(&file, text).unwrap();
+        load_suite(&file, &LimitsSpec::default(), confined)
+    }
+
+    fn suite(case: &str) -> String {
+        format!("apiVersion: tessera.dev/v1alpha1\nkind: TestSuite\ncases:\n  - name: c\n{case}")
+    }
+
+    #[test]
+    fn a_downloaded_suite_names_only_files_inside_it_and_plugins_by_name() {
+        let refused = [
+            (
+                "    policy: {plugin: p, objectFile: /root/.kube/config}\n",
+                "policy.objectFile",
+            ),
+            (
+                "    policy: {plugin: p, settingsFile: ../settings.yaml}\n",
+                "policy.settingsFile",
+            ),
+            (
+                "    composition: {plugin: p, resourceFiles: [ok.yaml, a/../../x.yaml]}\n",
+                "composition.resourceFiles[1]",
+            ),
+            (
+                "    composition: {plugin: p}\n    expect: {golden: /etc/cron.d/x}\n",
+                "expect.golden",
+            ),
+            ("    policy: {plugin: /opt/x.wasm}\n", "policy.plugin"),
+            ("    policy: {plugin: x.wasm}\n", "policy.plugin"),
+            (
+                "    pipeline:\n      composition: {plugin: p}\n      policies: [{plugin: q, settingsFile: /s.yaml}]\n",
+                "pipeline.policies[0].settingsFile",
+            ),
+        ];
+        for (case, field) in refused {
+            let text = suite(case);
+            // A local suite may name any path.
+            load(&text, false).unwrap();
+            let error = load(&text, true).unwrap_err().0;
+            assert!(error.contains("s.tessera.yaml: case 0 (\"c\")"), "{error}");
+            assert!(error.contains(&format!("{field}: ")), "{error}");
+            assert_eq!(error.lines().count(), 1, "{error}");
+        }
+        load(
+            &suite("    composition: {plugin: p, compositeFile: in/x.yaml}\n    expect: {golden: golden/c.yaml}\n"),
+            true,
+        )
+        .unwrap();
+    }
 }

@@ -107,4 +107,18 @@ pub(crate) struct RunOptions {
     /// Where workspace plugins are found (`<dir>/<crate_name>.wasm`) instead
     /// of building them with cargo.
     pub(crate) plugin_dir: Option<PathBuf>,
+    /// Suites downloaded from a registry (`tessera test oci://...`): each
+    /// suite under `suites` runs only the plugin pulled with it, from
+    /// `plugins`, never a path it names.
+    pub(crate) bundles: Vec<Bundle>,
+}
+
+/// Where one downloaded suite was unpacked, and the directory holding only
+/// the plugin pulled with it.
+#[derive(Debug, Clone)]
+pub(crate) struct Bundle {
+    /// The directory the suite was unpacked into.
+    pub(crate) suites: PathBuf,
+    /// The directory holding the pulled plugin (`<name>.wasm`).
+    pub(crate) plugins: PathBuf,
 }

@@ -63,6 +63,22 @@ impl PluginCache {
     /// the cargo workspace that holds the suite, built on demand.
     async fn resolve(&self, suite: &Path, reference: &str) -> Result<PathBuf, String> {
         let base = suite.parent().unwrap_or(Path::new("."));
+        if let Some(bundle) = self
+            .options
+            .bundles
+            .iter()
+            .find(|b| suite.starts_with(&b.suites))
+        {
+            // A downloaded suite runs the plugin pulled with it, by name.
+            if !super::format::is_plugin_name(reference) {
+                return Err(format!(
+                    "plugin {reference:?}: a downloaded suite must name its plugin, not a path"
+                ));
+            }
+            return Ok(bundle
+                .plugins
+                .join(format!("{}.wasm", reference.replace('-', "_"))));
+        }
         if reference.contains('/') || reference.ends_with(".wasm") {
             return Ok(base.join(reference));
         }
@@ -200,10 +216,48 @@ mod tests {
             filter: None,
             update: false,
             plugin_dir: None,
+            bundles: Vec::new(),
         };
         let mut cache = PluginCache::new(runtime, options);
         cache.cargo = cargo.into_os_string();
         (suite, cache)
+    }
+
+    /// A downloaded suite resolves its plugin name in its own bundle's
+    /// plugin directory (never another bundle's, nor --plugin-dir), and may
+    /// not name a path.
+    #[test]
+    fn a_downloaded_suite_runs_only_its_own_pulled_plugin() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, mut cache) = cache(dir.path(), "exit 1");
+        let bundle = |i: usize| super::super::Bundle {
+            suites: dir.path().join(format!("{i}/suite")),
+            plugins: dir.path().join(format!("{i}/plugins")),
+        };
+        cache.options.bundles = vec![bundle(0), bundle(1)];
+        cache.options.plugin_dir = Some(dir.path().join("elsewhere"));
+        let executor = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        executor.block_on(async {
+            let first = dir.path().join("0/suite/s.tessera.yaml");
+            let second = dir.path().join("1/suite/sub/s.tessera.yaml");
+            assert_eq!(
+                cache.resolve(&first, "my-plugin").await.unwrap(),
+                dir.path().join("0/plugins/my_plugin.wasm")
+            );
+            assert_eq!(
+                cache.resolve(&second, "my-plugin").await.unwrap(),
+                dir.path().join("1/plugins/my_plugin.wasm")
+            );
+            for path in ["/opt/x.wasm", "x.wasm", "../../../elsewhere/p"] {
+                let error = cache.resolve(&first, path).await.unwrap_err();
+                assert!(
+                    error.contains("must name its plugin, not a path"),
+                    "{error}"
+                );
+            }
+        });
     }
 
     /// While cargo builds one plugin, on a runtime with a single worker, a
