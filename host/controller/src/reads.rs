@@ -7,7 +7,8 @@
 //! process runs. A reconcile waits for a new cache's first list (at most
 //! [`READY_TIMEOUT`]); a kind the controller cannot list or watch fails the
 //! reconcile with `ReadsUnavailable` (retried with the composite's backoff)
-//! instead of hanging, and the cache is dropped so the retry starts afresh.
+//! instead of hanging, and the cache is dropped so a retry after
+//! [`FAILED_START_TTL`] starts afresh.
 //! The plugin's calls are answered synchronously from the caches
 //! ([`ReadView`]), never by a request to the API server.
 //!
@@ -17,7 +18,8 @@
 //! a policy that could not wait fails naming the kind ([`Reads::waiting`]).
 //!
 //! Memory is bounded: a cache holding more than [`MAX_OBJECTS_PER_CACHE`]
-//! objects is dropped and its reads fail with `ReadsUnavailable`; at most
+//! objects (its first list counted as it comes, before the list is done)
+//! is dropped and its reads fail with `ReadsUnavailable`; at most
 //! [`MAX_CACHES`] caches run at once; `managedFields` are stripped from
 //! every cached object.
 //!
@@ -25,10 +27,14 @@
 //! per composite ([`Reads::depend`]); a change of an object one of them
 //! read (or of the kind in a namespace it listed) triggers that composite
 //! again, so its children follow what it read.
+//!
+//! Starts are shared: the reads waiting for the same new cache wait for one
+//! start, and a start that failed is remembered for [`FAILED_START_TTL`],
+//! its reads failing at once meanwhile with the same reason.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::Client;
@@ -49,6 +55,9 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_OBJECTS_PER_CACHE: usize = 10_000;
 /// The most caches the controller runs at once.
 pub const MAX_CACHES: usize = 256;
+/// How long a failed start of a cache is remembered: its reads fail at
+/// once with the same reason meanwhile, instead of each starting it again.
+pub const FAILED_START_TTL: Duration = Duration::from_secs(5);
 
 /// Why the reads of a binding cannot be served.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -94,9 +103,11 @@ impl CacheKey {
 struct Cache {
     resource: ApiResource,
     store: Store<DynamicObject>,
-    /// Set when the cache must not be used: the last watch error before the
-    /// first list, or the object bound.
+    /// Set when the cache must not be used: the object bound was passed.
     failed: Arc<Mutex<Option<String>>>,
+    /// The last watch error before the first list: what a start that timed
+    /// out reports.
+    last_error: Arc<Mutex<Option<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -160,9 +171,14 @@ pub struct Reads {
     /// The failure slots of caches still waiting for their first list: what
     /// a read that cannot wait for them reports.
     pending: Mutex<HashMap<CacheKey, Arc<Mutex<Option<String>>>>>,
+    /// Starts that failed lately, with when and why: answered at once until
+    /// [`FAILED_START_TTL`] has passed.
+    failures: Mutex<HashMap<CacheKey, (Instant, ReadsError)>>,
     dependents: Dependents,
     cancel: CancellationToken,
     ready_timeout: Duration,
+    /// The most objects one cache holds.
+    max_objects: usize,
 }
 
 impl std::fmt::Debug for Reads {
@@ -176,14 +192,21 @@ impl std::fmt::Debug for Reads {
 impl Reads {
     /// No caches yet; each stops when `cancel` is cancelled.
     pub fn new(client: Client, cancel: CancellationToken) -> Self {
+        Self::with_limits(client, cancel, MAX_OBJECTS_PER_CACHE)
+    }
+
+    /// As [`Reads::new`], each cache holding at most `max_objects`.
+    pub fn with_limits(client: Client, cancel: CancellationToken, max_objects: usize) -> Self {
         Reads {
             client,
             caches: Mutex::new(HashMap::new()),
             starting: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
             dependents: Arc::new(Mutex::new(HashMap::new())),
             cancel,
             ready_timeout: READY_TIMEOUT,
+            max_objects,
         }
     }
 
@@ -269,6 +292,11 @@ impl Reads {
             .expect("pending lock")
             .get(key)
             .and_then(|failed| failed.lock().expect("failed lock").clone());
+        if last.is_none()
+            && let Some(error) = self.recent_failure(key)
+        {
+            return error;
+        }
         key.error(match last {
             Some(error) => format!("its cache was not ready in time; the watch says: {error}"),
             None => "its cache was not ready in time".into(),
@@ -284,6 +312,9 @@ impl Reads {
         if let Some(cache) = self.usable(key)? {
             return Ok(cache);
         }
+        if let Some(error) = self.recent_failure(key) {
+            return Err(error);
+        }
         let gate = self
             .starting
             .lock()
@@ -291,9 +322,13 @@ impl Reads {
             .entry(key.clone())
             .or_default()
             .clone();
+        // Waiting here joins the start under way: its cache, or its failure.
         let _starting = gate.lock().await;
         if let Some(cache) = self.usable(key)? {
             return Ok(cache);
+        }
+        if let Some(error) = self.recent_failure(key) {
+            return Err(error);
         }
         if self.caches.lock().expect("caches lock").len() >= MAX_CACHES {
             return Err(key.error(format!(
@@ -304,26 +339,29 @@ impl Reads {
         self.pending
             .lock()
             .expect("pending lock")
-            .insert(key.clone(), cache.failed.clone());
+            .insert(key.clone(), cache.last_error.clone());
         let ready = tokio::time::timeout(self.ready_timeout, cache.store.wait_until_ready()).await;
         self.pending.lock().expect("pending lock").remove(key);
+        let bound = cache.failed.lock().expect("failed lock").clone();
+        let last_error = || cache.last_error.lock().expect("last error lock").clone();
         let failure = match ready {
-            Ok(Ok(())) => None,
-            Ok(Err(_)) => Some("the watch ended before its first list".to_string()),
-            Err(_) => Some(
-                cache
-                    .failed
-                    .lock()
-                    .expect("failed lock")
-                    .clone()
-                    .unwrap_or_else(|| {
-                        format!("no first list within {}s", self.ready_timeout.as_secs())
-                    }),
+            // Past the bound (its first list, or since): not usable.
+            Ok(Ok(())) => bound,
+            Ok(Err(_)) => Some(
+                bound
+                    .or_else(last_error)
+                    .unwrap_or_else(|| "the watch ended before its first list".into()),
             ),
+            Err(_) => Some(bound.or_else(last_error).unwrap_or_else(|| {
+                format!("no first list within {}s", self.ready_timeout.as_secs())
+            })),
         };
         if let Some(reason) = failure {
-            // Dropping the cache stops its watch; a retry starts afresh.
-            return Err(key.error(reason));
+            // Dropping the cache stops its watch; a start after
+            // FAILED_START_TTL starts afresh.
+            let error = key.error(reason);
+            self.remember(key, &error);
+            return Err(error);
         }
         self.caches
             .lock()
@@ -335,18 +373,38 @@ impl Reads {
     /// The cache of `key` if running and usable; a failed one is dropped
     /// and its failure returned.
     fn usable(&self, key: &CacheKey) -> Result<Option<Arc<Cache>>, ReadsError> {
-        let mut caches = self.caches.lock().expect("caches lock");
-        let Some(cache) = caches.get(key) else {
-            return Ok(None);
-        };
-        let failed = cache.failed.lock().expect("failed lock").clone();
-        match failed {
-            Some(reason) => {
-                caches.remove(key);
-                Err(key.error(reason))
+        let error = {
+            let mut caches = self.caches.lock().expect("caches lock");
+            let Some(cache) = caches.get(key) else {
+                return Ok(None);
+            };
+            let failed = cache.failed.lock().expect("failed lock").clone();
+            match failed {
+                Some(reason) => {
+                    caches.remove(key);
+                    key.error(reason)
+                }
+                None => return Ok(Some(cache.clone())),
             }
-            None => Ok(Some(cache.clone())),
-        }
+        };
+        self.remember(key, &error);
+        Err(error)
+    }
+
+    /// The failure of `key`'s last start, if within [`FAILED_START_TTL`].
+    fn recent_failure(&self, key: &CacheKey) -> Option<ReadsError> {
+        let mut failures = self.failures.lock().expect("failures lock");
+        let now = Instant::now();
+        failures.retain(|_, (at, _)| now.duration_since(*at) < FAILED_START_TTL);
+        failures.get(key).map(|(_, error)| error.clone())
+    }
+
+    /// Remembers that `key` failed with `error`, for [`FAILED_START_TTL`].
+    fn remember(&self, key: &CacheKey, error: &ReadsError) {
+        self.failures
+            .lock()
+            .expect("failures lock")
+            .insert(key.clone(), (Instant::now(), error.clone()));
     }
 
     /// Starts the reflector of `key`; each event triggers the composites
@@ -371,15 +429,26 @@ impl Reads {
             })
             .reflect(writer);
         let failed = Arc::new(Mutex::new(None));
+        let last_error = Arc::new(Mutex::new(None));
+        let max_objects = self.max_objects;
         let task = {
             let key = key.clone();
             let failed = failed.clone();
+            let last_error = last_error.clone();
             let store = store.clone();
             let dependents = self.dependents.clone();
             let cancel = self.cancel.clone();
             tokio::spawn(async move {
                 let mut stream = std::pin::pin!(stream);
                 let mut listed = false;
+                // Objects of the list under way: the writer keeps them
+                // aside until the list is done, out of `store.len()`.
+                let mut listing = 0usize;
+                let past_bound = || {
+                    *failed.lock().expect("failed lock") = Some(format!(
+                        "more than {max_objects} objects; name fewer namespaces in reads"
+                    ));
+                };
                 loop {
                     let event = tokio::select! {
                         _ = cancel.cancelled() => break,
@@ -387,31 +456,40 @@ impl Reads {
                     };
                     let Some(event) = event else { break };
                     let object = match event {
-                        Ok(
-                            watcher::Event::Apply(o)
-                            | watcher::Event::Delete(o)
-                            | watcher::Event::InitApply(o),
-                        ) => o,
+                        Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => {
+                            if store.len() > max_objects {
+                                past_bound();
+                                break;
+                            }
+                            o
+                        }
+                        Ok(watcher::Event::InitApply(o)) => {
+                            listing += 1;
+                            if listing > max_objects {
+                                // Stopping drops what was listed so far.
+                                past_bound();
+                                break;
+                            }
+                            o
+                        }
                         Ok(watcher::Event::InitDone) => {
                             listed = true;
                             continue;
                         }
-                        Ok(watcher::Event::Init) => continue,
+                        Ok(watcher::Event::Init) => {
+                            listing = 0;
+                            continue;
+                        }
                         Err(error) => {
                             tracing::debug!(%error, kind = key.kind, "read cache watch");
                             if !listed {
                                 // What the first list's timeout reports.
-                                *failed.lock().expect("failed lock") = Some(error.to_string());
+                                *last_error.lock().expect("last error lock") =
+                                    Some(error.to_string());
                             }
                             continue;
                         }
                     };
-                    if store.len() > MAX_OBJECTS_PER_CACHE {
-                        *failed.lock().expect("failed lock") = Some(format!(
-                            "more than {MAX_OBJECTS_PER_CACHE} objects; name fewer namespaces in reads"
-                        ));
-                        break;
-                    }
                     let dependents = dependents.lock().expect("dependents lock");
                     for (composite, dependent) in dependents.iter() {
                         if dependent.reads.iter().any(|r| r.covers(&key, &object)) {
@@ -425,6 +503,7 @@ impl Reads {
             resource: resource.clone(),
             store,
             failed,
+            last_error,
             task,
         }
     }
@@ -604,6 +683,137 @@ mod tests {
         assert_eq!(
             key(None).error("no first list\nwithin 10s").to_string(),
             "cannot read v1 ConfigMap in all namespaces: no first list | within 10s"
+        );
+    }
+
+    /// A fake API server answering every request with `status` and `body`,
+    /// and a watch never; a client of it, and how many requests it answered.
+    async fn fake_api(status: u16, body: String) -> (Client, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding the fake API server");
+        let address = listener.local_addr().expect("its address");
+        let answered = Arc::new(AtomicUsize::new(0));
+        let counted = answered.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let (body, counted) = (body.clone(), counted.clone());
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buffer = [0u8; 4096];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buffer[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&request).into_owned();
+                    if head.lines().next().unwrap_or("").contains("watch=true") {
+                        std::future::pending::<()>().await;
+                    }
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let response = format!(
+                        "HTTP/1.1 {status} Fake\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        let config = kube::Config::new(format!("http://{address}").parse().expect("url"));
+        (Client::try_from(config).expect("client"), answered)
+    }
+
+    fn config_map() -> ApiResource {
+        ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&())
+    }
+
+    #[tokio::test]
+    async fn a_first_list_past_the_bound_fails_the_cache() {
+        let items: Vec<Value> = (0..5)
+            .map(|i| {
+                serde_json::json!({
+                    "metadata": {"name": format!("c{i}"), "namespace": "shop",
+                                 "resourceVersion": "1"}
+                })
+            })
+            .collect();
+        let list = serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMapList",
+            "metadata": {"resourceVersion": "1"}, "items": items,
+        });
+        let (client, _) = fake_api(200, list.to_string()).await;
+        let reads = Reads::with_limits(client, CancellationToken::new(), 3);
+        let error = reads
+            .ensure(&key(Some("shop")), &config_map())
+            .await
+            .err()
+            .expect("five objects are past a bound of three");
+        assert!(error.reason.contains("more than 3 objects"), "{error}");
+        // Within the bound, the same list is served.
+        let (client, _) = fake_api(200, list.to_string()).await;
+        let reads = Reads::with_limits(client, CancellationToken::new(), 5);
+        let cache = reads
+            .ensure(&key(Some("shop")), &config_map())
+            .await
+            .expect("five objects are within a bound of five");
+        assert_eq!(cache.store.len(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_failed_start_is_shared_and_remembered() {
+        let forbidden = serde_json::json!({
+            "apiVersion": "v1", "kind": "Status", "status": "Failure",
+            "reason": "Forbidden", "code": 403,
+            "message": "configmaps is forbidden: cannot list",
+        });
+        let (client, answered) = fake_api(403, forbidden.to_string()).await;
+        let mut reads = Reads::new(client, CancellationToken::new());
+        reads.ready_timeout = Duration::from_millis(500);
+        let reads = Arc::new(reads);
+        let started = Instant::now();
+        let waiters: Vec<_> = (0..8)
+            .map(|_| {
+                let reads = reads.clone();
+                tokio::spawn(async move { reads.ensure(&key(Some("shop")), &config_map()).await })
+            })
+            .collect();
+        for waiter in waiters {
+            let error = waiter.await.expect("joined").err().expect("forbidden");
+            assert!(error.reason.contains("forbidden"), "{error}");
+        }
+        // One start, not eight one after another.
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            started.elapsed()
+        );
+        let answered_once = answered.load(std::sync::atomic::Ordering::SeqCst);
+        let again = Instant::now();
+        let error = reads
+            .ensure(&key(Some("shop")), &config_map())
+            .await
+            .err()
+            .expect("still forbidden");
+        assert!(error.reason.contains("forbidden"), "{error}");
+        assert!(
+            again.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            again.elapsed()
+        );
+        assert_eq!(
+            reads
+                .waiting(&[ReadRule::new("v1", "ConfigMap")], Some("shop"))
+                .reason,
+            error.reason
+        );
+        // Answered from memory: no new start asked the server.
+        assert_eq!(
+            answered.load(std::sync::atomic::Ordering::SeqCst),
+            answered_once
         );
     }
 }
