@@ -274,6 +274,31 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// How long a shutdown waits for aborted controller tasks to end (a guest
+/// stops at its next epoch tick) before giving up on releasing the lease.
+const ABORT_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits until every composition controller's task has ended: all of them
+/// were cancelled, and those still running aborted (by dropping the
+/// [`manager::run_compositions`] future). False when some did not end
+/// within [`ABORT_WAIT`]: then the lease must not be released.
+async fn all_stopped(tasks: &tokio_util::task::TaskTracker) -> bool {
+    tasks.close();
+    match tokio::time::timeout(ABORT_WAIT, tasks.wait()).await {
+        Ok(()) => {
+            tracing::info!("every composition controller stopped");
+            true
+        }
+        Err(_) => {
+            tracing::warn!(
+                running = tasks.len(),
+                "composition controllers still running after being aborted"
+            );
+            false
+        }
+    }
+}
+
 async fn run_controller(
     shared: Arc<compose::Shared>,
     loader: Arc<plugins::PluginLoader>,
@@ -281,6 +306,7 @@ async fn run_controller(
     leading: Arc<AtomicBool>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
+    let tasks = tokio_util::task::TaskTracker::new();
     let run = |cancel: CancellationToken| {
         manager::run_compositions(
             shared.clone(),
@@ -289,17 +315,18 @@ async fn run_controller(
             options.plugin_resync,
             options.concurrency,
             options.selector.as_deref(),
+            tasks.clone(),
             cancel,
         )
     };
     let grace = options.shutdown_grace;
     let Some(lease) = &options.lease else {
-        let mut controllers = std::pin::pin!(run(cancel.clone()));
+        let mut controllers = Box::pin(run(cancel.clone()));
         tokio::select! {
             result = &mut controllers => return result,
             _ = cancel.cancelled() => {}
         }
-        return match tokio::time::timeout(grace, controllers).await {
+        let result = match tokio::time::timeout(grace, &mut controllers).await {
             Ok(result) => result,
             Err(_) => {
                 tracing::warn!(
@@ -309,6 +336,10 @@ async fn run_controller(
                 Ok(())
             }
         };
+        // Dropping the controllers aborts what still runs.
+        drop(controllers);
+        all_stopped(&tasks).await;
+        return result;
     };
     let elector = leader::Elector::new(shared.client.clone(), lease.clone());
     tokio::select! {
@@ -318,27 +349,32 @@ async fn run_controller(
     tracing::info!(identity = lease.identity, "leading");
     leading.store(true, Ordering::SeqCst);
     let stop = cancel.child_token();
-    let mut controllers = std::pin::pin!(run(stop.clone()));
+    let mut controllers = Box::pin(run(stop.clone()));
     let outcome = tokio::select! {
         result = &mut controllers => result,
         _ = elector.hold() => {
-            // Lost the lease: stop at once and say so; the process exits and
-            // comes back as a follower.
-            stop.cancel();
-            let _ = controllers.await;
+            // Lost the lease: stop at once (another replica may lead
+            // already), cutting running reconciles short, and say so; the
+            // process exits and comes back as a follower.
             leading.store(false, Ordering::SeqCst);
+            stop.cancel();
+            drop(controllers);
+            all_stopped(&tasks).await;
             return Err(anyhow::anyhow!("lost the lease {}/{}", lease.namespace, lease.name));
         }
         _ = cancel.cancelled() => {
             // The controllers take no new work; the running reconciles
             // finish within the grace, the lease renewed meanwhile so that
-            // no other replica starts while they run. Then the lease is
-            // released: another replica takes over at once and retries
-            // whatever was cut short.
+            // no other replica starts while they run. What still runs then
+            // is aborted, and only once every controller's task has ended
+            // is the lease released: another replica takes over at once and
+            // retries whatever was cut short, never alongside this one.
             let result = tokio::select! {
                 result = &mut controllers => result,
                 _ = elector.hold() => {
                     leading.store(false, Ordering::SeqCst);
+                    drop(controllers);
+                    all_stopped(&tasks).await;
                     return Err(anyhow::anyhow!(
                         "lost the lease {}/{} while shutting down",
                         lease.namespace,
@@ -354,10 +390,18 @@ async fn run_controller(
                     Ok(())
                 }
             };
-            elector.release().await;
+            // Dropping the controllers aborts every controller's task.
+            drop(controllers);
+            leading.store(false, Ordering::SeqCst);
+            if all_stopped(&tasks).await {
+                elector.release().await;
+            } else {
+                tracing::warn!("not releasing the lease: it expires");
+            }
             result
         }
     };
+    // The controllers ended on their own (an error): each was stopped.
     leading.store(false, Ordering::SeqCst);
     outcome
 }

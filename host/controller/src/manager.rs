@@ -16,6 +16,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use tessera_runtime::{Binding, SecretKey, World};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::compose::{Compiled, KindController, Shared};
 use crate::conditions::{self, Condition, Status};
@@ -220,8 +221,21 @@ struct Running {
     controller: Arc<KindController>,
 }
 
-/// Watches `Composition` objects and runs one controller for each, until
-/// `cancel`; then stops every controller, letting running reconciles finish.
+impl Drop for Running {
+    /// A controller no longer kept (also when [`run_compositions`] is
+    /// dropped, at the end of the shutdown grace) is cut short: nothing of
+    /// it runs on unseen.
+    fn drop(&mut self) {
+        self.controller.abort();
+    }
+}
+
+/// Watches `Composition` objects and runs one controller for each, its task
+/// tracked by `tasks`, until `cancel`; then stops every controller at once
+/// (none takes new work) and waits for the running reconciles. Dropping this
+/// future aborts every controller it started; `tasks` says when their tasks
+/// have ended.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_compositions(
     shared: Arc<Shared>,
     loader: Arc<PluginLoader>,
@@ -229,6 +243,7 @@ pub async fn run_compositions(
     resync: Duration,
     concurrency: u16,
     selector: Option<&str>,
+    tasks: TaskTracker,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let api: Api<Composition> = Api::all(shared.client.clone());
@@ -295,6 +310,7 @@ pub async fn run_compositions(
                     concurrency,
                     composition,
                     &mut running,
+                    &tasks,
                 )
                 .await
             };
@@ -317,9 +333,12 @@ pub async fn run_compositions(
             }
         }
     };
-    for (_, old) in running {
-        old.controller.stop().await;
+    // Every controller first stops taking work, then all are waited for
+    // together: one long reconcile does not keep the others running.
+    for old in running.values() {
+        old.controller.cancel();
     }
+    futures::future::join_all(running.values().map(|old| old.controller.stopped())).await;
     result
 }
 
@@ -332,6 +351,7 @@ async fn sync_one(
     concurrency: u16,
     composition: &Composition,
     running: &mut BTreeMap<String, Running>,
+    tasks: &TaskTracker,
 ) -> Result<String, NotReady> {
     let name = composition.name_any();
     let spec = &composition.spec;
@@ -393,7 +413,8 @@ async fn sync_one(
                 kind = composite.1,
                 "starting a controller"
             );
-            let controller = KindController::start(shared.clone(), kind, compiled, concurrency);
+            let controller =
+                KindController::start(shared.clone(), kind, compiled, concurrency, tasks);
             running.insert(
                 name,
                 Running {

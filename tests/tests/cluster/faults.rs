@@ -358,8 +358,10 @@ async fn sigterm_releases_the_lease_and_the_standby_finishes() {
 
 /// A leader under SIGTERM while a reconcile would run for two minutes (the
 /// plugin parks in a sleep under a 120 s deadline): it renews its lease for
-/// the grace (`--shutdown-grace 2s`), then cuts the reconcile short,
-/// releases the lease and exits 0, and the standby takes over at once.
+/// the grace (`--shutdown-grace 2s`), then cuts the reconcile short (its
+/// controller's task aborted and ended: the log says every controller
+/// stopped before it says the lease was released), releases the lease and
+/// exits 0, and the standby takes over at once.
 /// Without the grace the process would wait for the reconcile, not renewing
 /// its lease, until after it expired.
 #[tokio::test]
@@ -419,6 +421,15 @@ async fn sigterm_cuts_a_stuck_reconcile_short_after_the_grace() {
     assert!(
         log.contains("cut short"),
         "a reconcile should have been cut short after the grace\n{}",
+        first.log_tail()
+    );
+    // The old leader writes nothing once its lease is released: every
+    // controller (the stuck reconcile aborted) stopped before the release.
+    let stopped_at = log.find("every composition controller stopped");
+    let released_at = log.find("released the lease");
+    assert!(
+        matches!((stopped_at, released_at), (Some(s), Some(r)) if s < r),
+        "every controller should have stopped before the lease was released\n{}",
         first.log_tail()
     );
     second.wait_for_lease(&world, Duration::from_secs(10)).await;

@@ -31,8 +31,11 @@ mod prune;
 mod status;
 mod watches;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::task::Poll;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -45,6 +48,7 @@ use kube::{Client, ResourceExt};
 use tessera_runtime::Binding;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::kinds::{Kind, Kinds};
 use crate::plugins::BindError;
@@ -148,12 +152,15 @@ impl std::fmt::Debug for KindController {
 }
 
 impl KindController {
-    /// Starts a controller for composites of `kind`.
+    /// Starts a controller for composites of `kind`, its task tracked by
+    /// `tasks` (so that a shutdown can wait until every controller's task,
+    /// finished or [aborted](Self::abort), has ended).
     pub fn start(
         shared: Arc<Shared>,
         kind: Kind,
         compiled: Compiled,
         concurrency: u16,
+        tasks: &TaskTracker,
     ) -> Arc<Self> {
         let api: Api<DynamicObject> = Api::all_with(shared.client.clone(), &kind.resource);
         let (trigger, triggers) = mpsc::unbounded_channel();
@@ -184,7 +191,7 @@ impl KindController {
             task: Mutex::new(None),
         });
         let context = this.clone();
-        let task = tokio::spawn(async move {
+        let task = tasks.spawn(async move {
             controller
                 .run(measured_reconcile, error_policy, context)
                 .for_each(|result| async move {
@@ -210,12 +217,47 @@ impl KindController {
         }
     }
 
+    /// Takes no new work: no reconcile starts any more; running ones go on.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Waits until the controller's task has ended (after [`cancel`] once
+    /// the running reconciles finished, or after [`abort`]). Dropping this
+    /// future leaves the task as it is: [`abort`] still reaches it.
+    ///
+    /// [`cancel`]: Self::cancel
+    /// [`abort`]: Self::abort
+    pub async fn stopped(&self) {
+        std::future::poll_fn(|cx| {
+            let mut task = self.task.lock().expect("task lock");
+            let ended = match task.as_mut() {
+                Some(handle) => Pin::new(handle).poll(cx).is_ready(),
+                None => true,
+            };
+            if ended {
+                *task = None;
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
     /// Stops the controller, letting running reconciles finish.
     pub async fn stop(&self) {
+        self.cancel();
+        self.stopped().await;
+    }
+
+    /// Cuts the controller short: takes no new work and aborts its task,
+    /// which drops the running reconciles (a guest stops at its next epoch
+    /// tick). The task has ended once [`stopped`](Self::stopped) returns.
+    pub fn abort(&self) {
         self.cancel.cancel();
-        let task = self.task.lock().expect("task lock").take();
-        if let Some(task) = task {
-            let _ = task.await;
+        if let Some(task) = self.task.lock().expect("task lock").as_ref() {
+            task.abort();
         }
     }
 }
