@@ -3,8 +3,7 @@
 //!
 //! [`Reads`] keeps one cache per (apiVersion, kind, namespace or all of
 //! them): a kube-rs reflector started the first time a binding needs it,
-//! shared by every binding that reads the same, and never stopped while the
-//! process runs. A reconcile waits for a new cache's first list (at most
+//! shared by every binding that reads the same. A reconcile waits for a new cache's first list (at most
 //! [`READY_TIMEOUT`]); a kind the controller cannot list or watch fails the
 //! reconcile with `ReadsUnavailable` (retried with the composite's backoff)
 //! instead of hanging, and the cache is dropped so a retry after
@@ -21,7 +20,10 @@
 //! objects (its first list counted as it comes, before the list is done)
 //! is dropped and its reads fail with `ReadsUnavailable`; at most
 //! [`MAX_CACHES`] caches run at once; `managedFields` are stripped from
-//! every cached object.
+//! every cached object. A new cache past [`MAX_CACHES`] makes room by
+//! stopping idle caches (no [`ReadView`] holds them), least recently used
+//! first, those no recorded read points at before the others; it fails
+//! only when every cache is in use.
 //!
 //! Each expansion's reads are recorded ([`ReadView::take_reads`]) and kept
 //! per composite ([`Reads::depend`]); a change of an object one of them
@@ -108,6 +110,9 @@ struct Cache {
     /// The last watch error before the first list: what a start that timed
     /// out reports.
     last_error: Arc<Mutex<Option<String>>>,
+    /// When a view last took this cache: the least recently used idle
+    /// cache is stopped first to make room.
+    last_used: Mutex<Instant>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -179,6 +184,8 @@ pub struct Reads {
     ready_timeout: Duration,
     /// The most objects one cache holds.
     max_objects: usize,
+    /// The most caches running at once.
+    max_caches: usize,
 }
 
 impl std::fmt::Debug for Reads {
@@ -192,11 +199,17 @@ impl std::fmt::Debug for Reads {
 impl Reads {
     /// No caches yet; each stops when `cancel` is cancelled.
     pub fn new(client: Client, cancel: CancellationToken) -> Self {
-        Self::with_limits(client, cancel, MAX_OBJECTS_PER_CACHE)
+        Self::with_limits(client, cancel, MAX_OBJECTS_PER_CACHE, MAX_CACHES)
     }
 
-    /// As [`Reads::new`], each cache holding at most `max_objects`.
-    pub fn with_limits(client: Client, cancel: CancellationToken, max_objects: usize) -> Self {
+    /// As [`Reads::new`], each cache holding at most `max_objects`, and at
+    /// most `max_caches` caches running at once.
+    pub fn with_limits(
+        client: Client,
+        cancel: CancellationToken,
+        max_objects: usize,
+        max_caches: usize,
+    ) -> Self {
         Reads {
             client,
             caches: Mutex::new(HashMap::new()),
@@ -207,6 +220,7 @@ impl Reads {
             cancel,
             ready_timeout: READY_TIMEOUT,
             max_objects,
+            max_caches,
         }
     }
 
@@ -330,9 +344,10 @@ impl Reads {
         if let Some(error) = self.recent_failure(key) {
             return Err(error);
         }
-        if self.caches.lock().expect("caches lock").len() >= MAX_CACHES {
+        if !self.make_room() {
             return Err(key.error(format!(
-                "the controller already runs {MAX_CACHES} read caches"
+                "the controller already runs {} read caches, all in use",
+                self.max_caches
             )));
         }
         let cache = Arc::new(self.start(key, resource));
@@ -384,11 +399,64 @@ impl Reads {
                     caches.remove(key);
                     key.error(reason)
                 }
-                None => return Ok(Some(cache.clone())),
+                None => {
+                    *cache.last_used.lock().expect("last used lock") = Instant::now();
+                    return Ok(Some(cache.clone()));
+                }
             }
         };
         self.remember(key, &error);
         Err(error)
+    }
+
+    /// Whether a new cache may start: below the cap, or once idle caches
+    /// were stopped to get below it. Idle: only the registry holds it (no
+    /// view, no start under way). Those no composite's recorded reads point
+    /// at go first, least recently used first; then the others, also least
+    /// recently used first. Trade-off: a composite whose read cache was
+    /// stopped is not triggered by changes of what it read until its next
+    /// expansion, which starts the cache again (its first list triggering
+    /// the composite once more); failing every new read until a restart
+    /// would be worse.
+    fn make_room(&self) -> bool {
+        let mut caches = self.caches.lock().expect("caches lock");
+        if caches.len() < self.max_caches {
+            return true;
+        }
+        let recorded: Vec<CacheKey> = {
+            let dependents = self.dependents.lock().expect("dependents lock");
+            dependents
+                .values()
+                .flat_map(|d| d.reads.iter())
+                .map(|read| match read {
+                    Read::Get { key, .. } | Read::List { key, .. } => key.clone(),
+                })
+                .collect()
+        };
+        // Under the caches lock no view can take an idle cache meanwhile.
+        let mut idle: Vec<(bool, Instant, CacheKey)> = caches
+            .iter()
+            .filter(|(_, cache)| Arc::strong_count(cache) == 1)
+            .map(|(key, cache)| {
+                let used = *cache.last_used.lock().expect("last used lock");
+                (recorded.contains(key), used, key.clone())
+            })
+            .collect();
+        idle.sort_by_key(|a| (a.0, a.1));
+        let excess = caches.len() + 1 - self.max_caches;
+        if idle.len() < excess {
+            return false;
+        }
+        for (_, _, key) in idle.into_iter().take(excess) {
+            tracing::debug!(
+                kind = key.kind,
+                place = key.place(),
+                "stopping an idle read cache"
+            );
+            // Dropping the last Arc aborts its watch.
+            caches.remove(&key);
+        }
+        true
     }
 
     /// The failure of `key`'s last start, if within [`FAILED_START_TTL`].
@@ -504,6 +572,7 @@ impl Reads {
             store,
             failed,
             last_error,
+            last_used: Mutex::new(Instant::now()),
             task,
         }
     }
@@ -746,7 +815,7 @@ mod tests {
             "metadata": {"resourceVersion": "1"}, "items": items,
         });
         let (client, _) = fake_api(200, list.to_string()).await;
-        let reads = Reads::with_limits(client, CancellationToken::new(), 3);
+        let reads = Reads::with_limits(client, CancellationToken::new(), 3, MAX_CACHES);
         let error = reads
             .ensure(&key(Some("shop")), &config_map())
             .await
@@ -755,7 +824,7 @@ mod tests {
         assert!(error.reason.contains("more than 3 objects"), "{error}");
         // Within the bound, the same list is served.
         let (client, _) = fake_api(200, list.to_string()).await;
-        let reads = Reads::with_limits(client, CancellationToken::new(), 5);
+        let reads = Reads::with_limits(client, CancellationToken::new(), 5, MAX_CACHES);
         let cache = reads
             .ensure(&key(Some("shop")), &config_map())
             .await
@@ -815,5 +884,108 @@ mod tests {
             answered.load(std::sync::atomic::Ordering::SeqCst),
             answered_once
         );
+    }
+
+    #[tokio::test]
+    async fn idle_caches_make_room_least_recently_used_first() {
+        let empty = serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMapList",
+            "metadata": {"resourceVersion": "1"}, "items": [],
+        });
+        let (client, _) = fake_api(200, empty.to_string()).await;
+        let reads = Reads::with_limits(client, CancellationToken::new(), MAX_OBJECTS_PER_CACHE, 2);
+        let a = reads
+            .ensure(&key(Some("a")), &config_map())
+            .await
+            .expect("a");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let b = reads
+            .ensure(&key(Some("b")), &config_map())
+            .await
+            .expect("b");
+        // Held by views: no room for a third.
+        let error = reads
+            .ensure(&key(Some("c")), &config_map())
+            .await
+            .err()
+            .expect("both caches are in use");
+        assert!(
+            error.reason.contains("already runs 2 read caches"),
+            "{error}"
+        );
+        drop((a, b));
+        // `a` used again: `b` is now the least recently used.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let a = reads
+            .ensure(&key(Some("a")), &config_map())
+            .await
+            .expect("a again");
+        drop(a);
+        let c = reads
+            .ensure(&key(Some("c")), &config_map())
+            .await
+            .expect("an idle cache makes room");
+        {
+            let caches = reads.caches.lock().expect("caches lock");
+            assert_eq!(caches.len(), 2);
+            assert!(caches.contains_key(&key(Some("a"))));
+            assert!(caches.contains_key(&key(Some("c"))));
+        }
+        // With `c` held and `a` idle, `b` evicts `a`.
+        let b = reads
+            .ensure(&key(Some("b")), &config_map())
+            .await
+            .expect("b again");
+        let error = reads
+            .ensure(&key(Some("d")), &config_map())
+            .await
+            .err()
+            .expect("b and c are in use");
+        assert!(error.reason.contains("all in use"), "{error}");
+        drop((b, c));
+    }
+
+    #[tokio::test]
+    async fn caches_with_recorded_readers_are_stopped_last() {
+        let empty = serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMapList",
+            "metadata": {"resourceVersion": "1"}, "items": [],
+        });
+        let (client, _) = fake_api(200, empty.to_string()).await;
+        let reads = Reads::with_limits(client, CancellationToken::new(), MAX_OBJECTS_PER_CACHE, 2);
+        drop(
+            reads
+                .ensure(&key(Some("a")), &config_map())
+                .await
+                .expect("a"),
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        drop(
+            reads
+                .ensure(&key(Some("b")), &config_map())
+                .await
+                .expect("b"),
+        );
+        // A composite read from `a`, the least recently used.
+        let (trigger, _triggered) = mpsc::unbounded_channel();
+        reads.dependents.lock().expect("dependents lock").insert(
+            ObjectRef::new_with("x", config_map()).within("a"),
+            Dependent {
+                trigger,
+                reads: vec![Read::List {
+                    key: key(Some("a")),
+                    namespace: Some("a".into()),
+                }],
+            },
+        );
+        drop(
+            reads
+                .ensure(&key(Some("c")), &config_map())
+                .await
+                .expect("c"),
+        );
+        let caches = reads.caches.lock().expect("caches lock");
+        assert!(caches.contains_key(&key(Some("a"))));
+        assert!(!caches.contains_key(&key(Some("b"))));
     }
 }
