@@ -43,7 +43,7 @@ use std::time::Duration;
 pub use artifact::{Artifact, pack_suite, unpack_suite};
 pub use policy::TrustPolicy;
 pub use reference::{Digest, Reference, SCHEME};
-pub use registry::{Pulled, Registry, RegistryOptions};
+pub use registry::{MAX_SIGNATURE_CANDIDATES, Pulled, Registry, RegistryOptions};
 pub use store::Store;
 
 /// What can go wrong. Each message is one line naming the reference, file

@@ -24,6 +24,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The connect deadline: a registry that does not accept a connection in
 /// this long is down.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most signature manifests (the `.sig` tag's and the referrers API's
+/// together) and the most signature payloads one lookup reads: a registry
+/// listing more is refused rather than followed without end.
+pub const MAX_SIGNATURE_CANDIDATES: usize = 64;
 
 /// How to reach registries.
 #[derive(Debug, Clone)]
@@ -512,6 +516,16 @@ impl Registry {
                 )
                 .await
             {
+                let listed = manifests.len() + index.manifests.len();
+                if listed > MAX_SIGNATURE_CANDIDATES {
+                    return Err(Error::Registry {
+                        reference: pinned.to_string(),
+                        message: format!(
+                            "looking up signatures: the registry lists {listed} signature \
+                             manifests, over the limit of {MAX_SIGNATURE_CANDIDATES}"
+                        ),
+                    });
+                }
                 for entry in index.manifests {
                     if let Some(d) = Digest::parse(&entry.digest)
                         && let Ok((bytes, _)) = self.manifest(&pinned.with_digest(d)).await
@@ -521,6 +535,7 @@ impl Registry {
                 }
             }
             let mut candidates: Vec<Candidate> = Vec::new();
+            let mut payloads = 0usize;
             for bytes in manifests {
                 let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) else {
                     continue;
@@ -537,6 +552,16 @@ impl Registry {
                     else {
                         continue;
                     };
+                    payloads += 1;
+                    if payloads > MAX_SIGNATURE_CANDIDATES {
+                        return Err(Error::Registry {
+                            reference: pinned.to_string(),
+                            message: format!(
+                                "looking up signatures: more than {MAX_SIGNATURE_CANDIDATES} \
+                                 signature payloads"
+                            ),
+                        });
+                    }
                     // A payload that cannot be read (missing, too large, not
                     // its digest) only drops this candidate: fewer
                     // signatures, never a pass.

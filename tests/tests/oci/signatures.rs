@@ -605,3 +605,56 @@ fn an_unreadable_signature_payload_is_skipped_not_fatal() {
         &["verify", &pinned, "--key", release_pub.to_str().unwrap()],
     );
 }
+
+/// A registry whose referrers API lists more signature manifests than a
+/// lookup follows is refused with one line naming the artifact and the
+/// limit, before any of them is fetched.
+#[test]
+fn a_referrers_index_past_the_candidate_limit_is_refused() {
+    use std::io::{Read as _, Write as _};
+    let entry = format!(
+        r#"{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{}","size":1,"artifactType":"{}"}}"#,
+        "0".repeat(64),
+        signature::SIGNATURE_ARTIFACT_TYPE
+    );
+    let entries = vec![entry; tessera_oci::MAX_SIGNATURE_CANDIDATES + 1];
+    let body = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{}]}}"#,
+        entries.join(",")
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let request = String::from_utf8_lossy(&buf);
+            let content_type = if request.contains("/referrers/") {
+                "application/vnd.oci.image.index.v1+json"
+            } else {
+                "application/vnd.oci.image.manifest.v1+json"
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let pinned = format!("oci://{host}/a/b@sha256:{}", "1".repeat(64));
+    let reference = Reference::parse(&pinned).unwrap();
+    let client = Registry::new(&options(), &reference).unwrap();
+    let error = block_on(client.signatures(&reference))
+        .unwrap_err()
+        .to_string();
+    assert!(!error.contains('\n'), "{error}");
+    assert!(error.contains(&pinned), "{error}");
+    assert!(
+        error.contains(&format!(
+            "over the limit of {}",
+            tessera_oci::MAX_SIGNATURE_CANDIDATES
+        )),
+        "{error}"
+    );
+}
