@@ -179,6 +179,12 @@ fn config_error(path: &Path, message: String) -> Error {
 /// A client for one registry host.
 pub struct Registry {
     client: oci_client::Client,
+    /// The HTTP client manifests and the referrers index are fetched with
+    /// (same CA bundle and timeouts as `client`), so that their bodies are
+    /// read in chunks and refused past the size limit instead of read whole.
+    http: reqwest::Client,
+    /// `http://` or `https://`, as `client` speaks to this registry.
+    scheme: &'static str,
     auth: RegistryAuth,
     timeout: Duration,
 }
@@ -214,6 +220,10 @@ impl Registry {
         let host = reference.registry().to_string();
         let plain = options.plain_http_hosts.contains(&host)
             || (options.plain_http && reference.is_loopback());
+        let scheme = if plain { "http" } else { "https" };
+        let mut http = reqwest::Client::builder()
+            .read_timeout(options.timeout)
+            .connect_timeout(CONNECT_TIMEOUT);
         let mut config = ClientConfig {
             protocol: if plain {
                 ClientProtocol::HttpsExcept(vec![host])
@@ -230,6 +240,13 @@ impl Registry {
                 path: bundle.clone(),
                 source: e,
             })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                config_error(
+                    bundle,
+                    format!("not a PEM CA bundle: {}", crate::one_line(&e.to_string())),
+                )
+            })?;
+            http = http.tls_certs_merge(certs);
             config.extra_root_certificates.push(Certificate {
                 encoding: CertificateEncoding::Pem,
                 data: pem,
@@ -242,8 +259,17 @@ impl Registry {
                 crate::one_line(&e.to_string())
             ),
         })?;
+        let http = http.build().map_err(|e| Error::Registry {
+            reference: reference.to_string(),
+            message: format!(
+                "cannot configure the client: {}",
+                crate::one_line(&e.to_string())
+            ),
+        })?;
         Ok(Registry {
             client,
+            http,
+            scheme,
             auth: options.credentials(reference.registry())?,
             timeout: options.timeout,
         })
@@ -268,32 +294,24 @@ impl Registry {
     /// here, never taken from the registry's headers). A digest reference
     /// whose bytes do not hash to it is refused.
     async fn manifest(&self, reference: &Reference) -> Result<(Vec<u8>, Digest), Error> {
-        let (bytes, _) = self
-            .client
-            .pull_manifest_raw(
-                &reference.to_client(),
-                &self.auth,
-                &[
-                    MANIFEST_MEDIA_TYPE,
-                    "application/vnd.docker.distribution.manifest.v2+json",
-                ],
+        let target = reference.to_client();
+        let name = target
+            .digest()
+            .or(target.tag())
+            .unwrap_or("latest")
+            .to_string();
+        let bytes = self
+            .get_small(
+                reference,
+                "manifests",
+                &name,
+                MANIFEST_ACCEPT,
+                "the manifest",
             )
-            .await
-            .map_err(|e| {
-                if is_not_found(&e) {
-                    Error::NotFound {
-                        reference: reference.to_string(),
-                    }
-                } else {
-                    registry_error(reference, "pulling the manifest", e)
-                }
-            })?;
-        if bytes.len() as u64 > artifact::MAX_SMALL_BYTES {
-            return Err(Error::Artifact {
+            .await?
+            .ok_or_else(|| Error::NotFound {
                 reference: reference.to_string(),
-                message: format!("the manifest is over {} bytes", artifact::MAX_SMALL_BYTES),
-            });
-        }
+            })?;
         let digest = Digest::of(&bytes);
         if let Some(expected) = reference.digest()
             && *expected != digest
@@ -303,7 +321,182 @@ impl Registry {
                 message: format!("the registry served a manifest whose digest is {digest}"),
             });
         }
-        Ok((bytes.to_vec(), digest))
+        Ok((bytes, digest))
+    }
+
+    /// GETs `/v2/<repository>/<kind>/<name>` (a manifest, or the referrers
+    /// of a digest) and reads at most [`artifact::MAX_SMALL_BYTES`] of the
+    /// answer: a `Content-Length` over it is refused before the body is
+    /// read, and a body that runs past it is refused as soon as it does.
+    /// `None` when the registry answers 404.
+    async fn get_small(
+        &self,
+        reference: &Reference,
+        kind: &str,
+        name: &str,
+        accept: &[&str],
+        what: &str,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let max = artifact::MAX_SMALL_BYTES;
+        let target = reference.to_client();
+        let registry = target.resolve_registry();
+        let url = format!(
+            "{}://{registry}/v2/{}/{kind}/{name}",
+            self.scheme,
+            target.repository()
+        );
+        let failed = |message: String| Error::Registry {
+            reference: reference.to_string(),
+            message: format!("pulling {what}: {}", crate::one_line(&message)),
+        };
+        let too_big = || Error::Artifact {
+            reference: reference.to_string(),
+            message: format!("{what} is over the {max}-byte limit"),
+        };
+        let mut request = self
+            .http
+            .get(&url)
+            .header(http::header::ACCEPT, accept.join(", "));
+        // oci-client's token exchange (it answers a bearer token, or none
+        // where the registry takes Basic or nothing); failing that, the
+        // credentials as they are.
+        let token = self
+            .client
+            .auth(&target, &self.auth, oci_client::RegistryOperation::Pull)
+            .await
+            .ok()
+            .flatten();
+        request = match (token, &self.auth) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, RegistryAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
+            (None, RegistryAuth::Bearer(token)) => request.bearer_auth(token),
+            (None, _) => request,
+        };
+        let mut response = request.send().await.map_err(|e| failed(error_chain(&e)))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            // The distribution API's error envelope, read only as far as
+            // 64 KiB: MANIFEST_UNKNOWN and the like mean absent whatever the
+            // status; any other code is shown.
+            let mut body = Vec::new();
+            while body.len() < 64 << 10
+                && let Ok(Some(chunk)) = response.chunk().await
+            {
+                body.extend_from_slice(&chunk);
+            }
+            let codes: Vec<String> = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("errors").and_then(Value::as_array).cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|e| e.get("code").and_then(Value::as_str).map(str::to_string))
+                .collect();
+            if codes.iter().any(|c| {
+                matches!(
+                    c.as_str(),
+                    "MANIFEST_UNKNOWN" | "NAME_UNKNOWN" | "NOT_FOUND"
+                )
+            }) {
+                return Ok(None);
+            }
+            let codes = if codes.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", codes.join(", "))
+            };
+            return Err(failed(format!("the registry answered {status}{codes}")));
+        }
+        if response.content_length().is_some_and(|n| n > max) {
+            return Err(too_big());
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| failed(error_chain(&e)))?
+        {
+            if (bytes.len() + chunk.len()) as u64 > max {
+                return Err(too_big());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Some(bytes))
+    }
+
+    /// The referrers index of `pinned` (a digest reference) listing
+    /// `artifact_type`: the referrers API, or where the registry has none
+    /// (404) the referrers tag schema (`sha256-<hex>`, filtered here). An
+    /// index that is absent either way is empty.
+    async fn referrers(
+        &self,
+        pinned: &Reference,
+        digest: &Digest,
+        artifact_type: &str,
+    ) -> Result<Vec<oci_client::manifest::ImageIndexEntry>, Error> {
+        let parse = |bytes: &[u8]| {
+            serde_json::from_slice::<oci_client::manifest::OciImageIndex>(bytes).map_err(|e| {
+                Error::Registry {
+                    reference: pinned.to_string(),
+                    message: format!(
+                        "the referrers index is not an image index: {}",
+                        crate::one_line(&e.to_string())
+                    ),
+                }
+            })
+        };
+        let encoded: String = artifact_type
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let query = format!("{}?artifactType={encoded}", digest.as_str());
+        if let Some(bytes) = self
+            .get_small(
+                pinned,
+                "referrers",
+                &query,
+                &[INDEX_MEDIA_TYPE],
+                "the referrers index",
+            )
+            .await?
+        {
+            return Ok(parse(&bytes)?.manifests);
+        }
+        let tag = pinned.with_tag(&digest.as_str().replace(':', "-"));
+        let target = tag.to_client();
+        let name = target
+            .digest()
+            .or(target.tag())
+            .unwrap_or("latest")
+            .to_string();
+        let Some(bytes) = self
+            .get_small(
+                &tag,
+                "manifests",
+                &name,
+                &[INDEX_MEDIA_TYPE],
+                "the referrers index",
+            )
+            .await?
+        else {
+            return Ok(Vec::new());
+        };
+        let Ok(index) = parse(&bytes) else {
+            return Ok(Vec::new());
+        };
+        Ok(index
+            .manifests
+            .into_iter()
+            .filter(|m| m.artifact_type.as_deref() == Some(artifact_type))
+            .collect())
     }
 
     /// Resolves `reference` to its digest (a digest reference is checked to
@@ -502,21 +695,26 @@ impl Registry {
                     });
                 }
             }
-            // The referrers API (with oci-client's fallback to the referrers
-            // tag schema). A registry without either answers an empty index;
+            // The referrers API (with the fallback to the referrers tag
+            // schema). A registry without either answers an empty index;
             // an error here only means fewer signatures, never a pass.
-            self.client
-                .store_auth_if_needed(pinned.registry(), &self.auth)
-                .await;
-            if let Ok(index) = self
-                .client
-                .pull_referrers(
-                    &pinned.to_client(),
-                    Some(signature::SIGNATURE_ARTIFACT_TYPE),
-                )
+            let index = match self
+                .referrers(pinned, &digest, signature::SIGNATURE_ARTIFACT_TYPE)
                 .await
             {
-                let listed = manifests.len() + index.manifests.len();
+                Ok(index) => Some(index),
+                // An index too large to read is refused, like one listing
+                // too many signatures.
+                Err(Error::Artifact { message, .. }) => {
+                    return Err(Error::Registry {
+                        reference: pinned.to_string(),
+                        message: format!("looking up signatures: {message}"),
+                    });
+                }
+                Err(_) => None,
+            };
+            if let Some(index) = index {
+                let listed = manifests.len() + index.len();
                 if listed > MAX_SIGNATURE_CANDIDATES {
                     return Err(Error::Registry {
                         reference: pinned.to_string(),
@@ -526,7 +724,7 @@ impl Registry {
                         ),
                     });
                 }
-                for entry in index.manifests {
+                for entry in index {
                     if let Some(d) = Digest::parse(&entry.digest)
                         && let Ok((bytes, _)) = self.manifest(&pinned.with_digest(d)).await
                     {
@@ -663,19 +861,28 @@ impl Registry {
     }
 }
 
-/// Whether the registry answered that the manifest (or repository) does
-/// not exist.
-fn is_not_found(error: &oci_client::errors::OciDistributionError) -> bool {
-    use oci_client::errors::{OciDistributionError as E, OciErrorCode as C};
-    match error {
-        E::ImageManifestNotFoundError(_) => true,
-        E::RegistryError { envelope, .. } => envelope
-            .errors
-            .iter()
-            .any(|e| matches!(e.code, C::ManifestUnknown | C::NameUnknown | C::NotFound)),
-        E::ServerError { code, .. } => *code == 404,
-        _ => false,
+/// The manifest media types a manifest GET accepts.
+const MANIFEST_ACCEPT: &[&str] = &[
+    MANIFEST_MEDIA_TYPE,
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
+
+/// The media type of the referrers index.
+const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+
+/// An error and its causes, as one string.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
     }
+    message
 }
 
 fn registry_error(

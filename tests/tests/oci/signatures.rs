@@ -658,3 +658,116 @@ fn a_referrers_index_past_the_candidate_limit_is_refused() {
         "{error}"
     );
 }
+
+/// How a fake registry answers the GETs it must not be trusted with.
+#[derive(Clone, Copy)]
+enum Oversized {
+    /// A `Content-Length` of 10 GB (and a few bytes of body).
+    Declared,
+    /// A chunked body of 5 MiB, past the 4 MiB limit, with no length.
+    Chunked,
+}
+
+/// A loopback registry that answers `/v2/` with 200, the manifest and
+/// referrers GETs the `oversized` way when `hit` matches the path, and
+/// everything else with 404.
+fn oversized_registry(oversized: Oversized, hit: &'static str) -> String {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let request = String::from_utf8_lossy(&buf);
+                let path = request.split(' ').nth(1).unwrap_or("").to_string();
+                if path == "/v2/" {
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+                    );
+                    return;
+                }
+                if !path.contains(hit) {
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                    return;
+                }
+                match oversized {
+                    Oversized::Declared => {
+                        let _ = write!(
+                            stream,
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: 10000000000\r\nConnection: close\r\n\r\n{{\"schemaVersion\":2"
+                        );
+                        // Never finish: only the header can have refused it.
+                        std::thread::sleep(std::time::Duration::from_secs(30));
+                    }
+                    Oversized::Chunked => {
+                        let _ = write!(
+                            stream,
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.index.v1+json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                        );
+                        let chunk = vec![b' '; 64 << 10];
+                        for _ in 0..80 {
+                            if write!(stream, "{:x}\r\n", chunk.len()).is_err()
+                                || stream.write_all(&chunk).is_err()
+                                || stream.write_all(b"\r\n").is_err()
+                            {
+                                return;
+                            }
+                        }
+                        let _ = stream.write_all(b"0\r\n\r\n");
+                    }
+                }
+            });
+        }
+    });
+    host
+}
+
+/// A registry answering a manifest GET with a 10 GB `Content-Length` or a
+/// 5 MiB chunked body is refused with one line naming the reference and
+/// the 4 MiB limit, without the body being read whole.
+#[test]
+fn an_oversized_manifest_or_referrers_index_is_refused_while_streaming() {
+    let limit = format!("{}-byte limit", tessera_oci::artifact::MAX_SMALL_BYTES);
+    for oversized in [Oversized::Declared, Oversized::Chunked] {
+        let host = oversized_registry(oversized, "/manifests/");
+        let tagged = format!("oci://{host}/a/b:v1");
+        let reference = Reference::parse(&tagged).unwrap();
+        let client = Registry::new(&options(), &reference).unwrap();
+        let started = std::time::Instant::now();
+        let error = block_on(client.resolve(&reference))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{error}"
+        );
+        assert!(!error.contains('\n'), "{error}");
+        assert!(error.contains(&tagged), "{error}");
+        assert!(error.contains("the manifest"), "{error}");
+        assert!(error.contains(&limit), "{error}");
+        let error = block_on(client.pull(&reference)).unwrap_err().to_string();
+        assert!(error.contains(&limit), "{error}");
+    }
+    // The referrers index: the .sig tag is absent (404), the referrers API
+    // answers too much.
+    for oversized in [Oversized::Declared, Oversized::Chunked] {
+        let host = oversized_registry(oversized, "/referrers/");
+        let pinned = format!("oci://{host}/a/b@sha256:{}", "1".repeat(64));
+        let reference = Reference::parse(&pinned).unwrap();
+        let client = Registry::new(&options(), &reference).unwrap();
+        let error = block_on(client.signatures(&reference))
+            .unwrap_err()
+            .to_string();
+        assert!(!error.contains('\n'), "{error}");
+        assert!(error.contains(&pinned), "{error}");
+        assert!(error.contains("the referrers index"), "{error}");
+        assert!(error.contains(&limit), "{error}");
+    }
+}
