@@ -5,12 +5,8 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::ClusterRole;
-use kube::api::{
-    Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
-};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use serde_json::{Value, json};
 use tessera_controller::leader::LeaseConfig;
 use tessera_tests::{plugins, workspace};
@@ -115,23 +111,9 @@ async fn manifests_are_accepted_and_their_rbac_is_enough() {
     .await;
 
     // The controller, as the service account.
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "tessera-system");
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            audiences: Some(vec!["https://kubernetes.default.svc.cluster.local".into()]),
-            expiration_seconds: Some(3600),
-            ..TokenRequestSpec::default()
-        }),
-        ..TokenRequest::default()
-    };
-    let token = accounts
-        .create_token_request("tessera-controller", &PostParams::default(), &request)
-        .await
-        .expect("a token")
-        .status
-        .expect("token status")
-        .token
-        .expect("a token");
+    let token =
+        crate::harness::service_account_token(&client, "tessera-system", "tessera-controller")
+            .await;
     let service_account = world.control_plane.client_for_token(&token);
     let mut options = world.options();
     options.lease = Some(LeaseConfig {

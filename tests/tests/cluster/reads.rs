@@ -299,10 +299,6 @@ async fn the_sample_with_reads_is_accepted_and_keeps_its_reads() {
 /// naming the kind and namespace, instead of hanging.
 #[tokio::test]
 async fn a_kind_the_controller_may_not_list_says_reads_unavailable() {
-    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-    use k8s_openapi::api::core::v1::ServiceAccount;
-    use kube::api::PostParams;
-
     let world = World::new("reads-rbac").await;
     let group = world.resource.group.clone();
     let grant = json!([
@@ -328,22 +324,8 @@ async fn a_kind_the_controller_may_not_list_says_reads_unavailable() {
             .await
             .expect("applying the controller's grant");
     }
-    let accounts: Api<ServiceAccount> = Api::namespaced(world.client.clone(), &world.namespace);
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            audiences: Some(vec!["https://kubernetes.default.svc.cluster.local".into()]),
-            expiration_seconds: Some(3600),
-            ..TokenRequestSpec::default()
-        }),
-        ..TokenRequest::default()
-    };
-    let token = accounts
-        .create_token_request("controller", &PostParams::default(), &request)
-        .await
-        .expect("a token")
-        .status
-        .and_then(|s| s.token)
-        .expect("a token");
+    let token =
+        crate::harness::service_account_token(&world.client, &world.namespace, "controller").await;
     let _controller = tessera_controller::start(
         world.control_plane.client_for_token(&token),
         world.options(),
@@ -693,9 +675,6 @@ async fn validate_reads_the_resources_in_each_objects_namespace_by_default() {
 #[tokio::test]
 async fn a_read_cache_not_ready_fails_the_policy_within_the_budget() {
     use base64::Engine as _;
-    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-    use k8s_openapi::api::core::v1::ServiceAccount;
-    use kube::api::PostParams;
 
     let world = World::new("reads-policy-rbac").await;
     let role = format!("tessera-reads-policy-rbac-{}", world.namespace);
@@ -718,22 +697,8 @@ async fn a_read_cache_not_ready_fails_the_policy_within_the_budget() {
             .await
             .expect("applying the webhook's grant");
     }
-    let accounts: Api<ServiceAccount> = Api::namespaced(world.client.clone(), &world.namespace);
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            audiences: Some(vec!["https://kubernetes.default.svc.cluster.local".into()]),
-            expiration_seconds: Some(3600),
-            ..TokenRequestSpec::default()
-        }),
-        ..TokenRequest::default()
-    };
-    let token = accounts
-        .create_token_request("webhook", &PostParams::default(), &request)
-        .await
-        .expect("a token")
-        .status
-        .and_then(|s| s.token)
-        .expect("a token");
+    let token =
+        crate::harness::service_account_token(&world.client, &world.namespace, "webhook").await;
     let (cert, key) = world.control_plane.serving_cert();
     let mut options = world.options();
     options.controller = false;
