@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
-use tessera_runtime::{Fixtures, Plugin, ReadRule, Runtime, SecretKey, World};
+use tessera_runtime::{Plugin, ReadRule, Runtime, SecretKey, World};
 
 use crate::documents::{Document, display_name, parse_stream, read_text};
 use crate::failure::Failure;
@@ -211,16 +211,4 @@ pub(crate) fn read_rules(path: &Path, stdin: &mut dyn Read) -> Result<Vec<ReadRu
         rules.push(rule);
     }
     Ok(rules)
-}
-
-/// The reads `--resources` implies without `--reads`: each kind found in
-/// the files except Secrets (readable only when named), in the home
-/// namespace only — what the same binding reads in the cluster.
-pub(crate) fn implied_rules(fixtures: &Fixtures) -> Vec<ReadRule> {
-    fixtures
-        .kinds()
-        .into_iter()
-        .filter(|(api_version, kind)| !(api_version == "v1" && kind == "Secret"))
-        .map(|(api_version, kind)| ReadRule::new(api_version, kind))
-        .collect()
 }

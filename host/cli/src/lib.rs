@@ -20,7 +20,7 @@ mod failure;
 mod input;
 mod progress;
 mod report;
-mod suite;
+mod suite_plugins;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;

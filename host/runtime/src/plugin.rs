@@ -144,6 +144,14 @@ impl Plugin {
             .map(|(_, version)| version)
     }
 
+    /// Whether the runtime that loaded it counts fuel
+    /// ([`crate::RuntimeBuilder::fuel`], [`Runtime::fuel_enabled`]): only
+    /// then does a [`Limits::fuel`] budget apply to its evaluations; without
+    /// fuel counting, a budget is ignored.
+    pub fn fuel_enabled(&self) -> bool {
+        self.inner.runtime.fuel
+    }
+
     /// Whether its compiled code came from the cache.
     pub fn artifact_source(&self) -> ArtifactSource {
         self.inner.artifact

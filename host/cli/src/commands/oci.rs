@@ -143,7 +143,7 @@ pub(crate) async fn push(global: &GlobalArgs, args: PushArgs, io: &mut Stdio<'_>
     let metadata = plugin_metadata(global, &component, &args.wasm).await?;
     let suite = match &args.suite {
         Some(dir) => {
-            let suites = crate::suite::discover(std::slice::from_ref(dir))?;
+            let suites = tessera_suite::discover(std::slice::from_ref(dir))?;
             if suites.is_empty() {
                 return Err(Failure(format!(
                     "{}: no test suites (*.tessera.yaml) to bundle",
@@ -317,7 +317,7 @@ pub(crate) async fn bundled_suite(
     reference: &str,
     root: &Path,
     index: usize,
-) -> Result<crate::suite::Bundle, Failure> {
+) -> Result<crate::suite_plugins::Bundle, Failure> {
     let parsed = parse(reference)?;
     let policy = global.registry.policy(&[])?;
     let store = store(global)?;
@@ -361,7 +361,7 @@ pub(crate) async fn bundled_suite(
     let file = plugins.join(format!("{}.wasm", name.replace('-', "_")));
     std::fs::write(&file, &pulled.artifact.component)
         .map_err(|e| Failure(format!("{}: {e}", file.display())))?;
-    Ok(crate::suite::Bundle {
+    Ok(crate::suite_plugins::Bundle {
         suites: dir,
         plugins,
     })

@@ -13,8 +13,8 @@ use crate::commands::{Format, LimitsArgs};
 use crate::documents::{self, display_name};
 use crate::failure::{Failure, Outcome};
 use crate::input::{
-    check_object, check_stdin_once, implied_rules, load_plugin, load_secret_key, objects, read_all,
-    read_one, read_rules, read_settings, split_policy_arg,
+    check_object, check_stdin_once, load_plugin, load_secret_key, objects, read_all, read_one,
+    read_rules, read_settings, split_policy_arg,
 };
 use crate::report::{describe, write_finding, write_report};
 use crate::{EXIT_DENIED, EXIT_OK, GlobalArgs, Stdio, Untrusted, build_runtime, json_for_terminal};
@@ -106,7 +106,7 @@ pub(crate) async fn execute(global: &GlobalArgs, args: RenderArgs, io: &mut Stdi
     let runtime = build_runtime(global, limits_spec.fuel.is_some())?;
     let plugin = load_plugin(global, &runtime, &args.plugin, World::Composition).await?;
     let fixtures = Fixtures::new(resources);
-    let rules = rules.unwrap_or_else(|| implied_rules(&fixtures));
+    let rules = rules.unwrap_or_else(|| tessera_suite::implied_rules(&fixtures));
     let home = composite
         .pointer("/metadata/namespace")
         .and_then(serde_json::Value::as_str)

@@ -8,8 +8,9 @@ use clap::{Args, ValueEnum};
 
 use crate::commands::LimitsArgs;
 use crate::failure::{Failure, Outcome};
-use crate::suite;
+use crate::suite_plugins::PluginCache;
 use crate::{EXIT_DENIED, EXIT_OK, GlobalArgs, Stdio, Untrusted, build_runtime};
+use tessera_suite as suite;
 
 #[derive(Debug, Args)]
 pub(crate) struct TestArgs {
@@ -116,17 +117,16 @@ pub(crate) async fn execute(global: &GlobalArgs, args: TestArgs, io: &mut Stdio<
     let options = suite::RunOptions {
         filter: args.filter,
         update: args.update || std::env::var_os("TESSERA_BLESS").is_some_and(|v| v == "1"),
-        plugin_dir,
-        bundles: bundled,
     };
     // Fuel is counted when any case has a budget (it changes the compiled
     // code, so it is on for the whole run or not at all).
     let fuel = cases.iter().any(|case| case.limits.get_fuel().is_some());
-    let plugins = Arc::new(suite::PluginCache::new(
+    let plugins = Arc::new(PluginCache::new(
         build_runtime(global, fuel)?,
-        options,
+        plugin_dir,
+        bundled,
     ));
-    let results = suite::run_cases(cases, plugins).await;
+    let results = suite::run_cases(cases, plugins, &options).await;
 
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     for (case, outcome) in &results {

@@ -13,8 +13,7 @@ use crate::commands::{Format, LimitsArgs};
 use crate::documents::{self, display_name, parse_stream, read_text};
 use crate::failure::{Failure, Outcome};
 use crate::input::{
-    check_object, check_stdin_once, implied_rules, load_plugin, objects, read_all, read_rules,
-    read_settings,
+    check_object, check_stdin_once, load_plugin, objects, read_all, read_rules, read_settings,
 };
 use crate::report::{describe, verdict_value, write_finding, write_report};
 use crate::{
@@ -126,7 +125,7 @@ pub(crate) async fn execute(
     let fixtures = Arc::new(Fixtures::new(resources));
     let rules = match &args.reads {
         Some(path) => read_rules(path, io.stdin)?,
-        None => implied_rules(&fixtures),
+        None => tessera_suite::implied_rules(&fixtures),
     };
 
     let limits_spec = args.limits.spec();

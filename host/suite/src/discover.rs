@@ -7,7 +7,7 @@ use super::{SuiteError, err};
 /// Finds suite files: each path is a suite file, or a directory searched
 /// recursively for `*.tessera.yaml` (skipping `target` and hidden
 /// directories).
-pub(crate) fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, SuiteError> {
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, SuiteError> {
     let mut found = Vec::new();
     for path in paths {
         if path.is_dir() {

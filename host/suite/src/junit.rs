@@ -20,7 +20,7 @@ fn xml(text: &str) -> String {
 }
 
 /// A JUnit XML report of a run.
-pub(crate) fn junit(results: &[(Case, Outcome)]) -> String {
+pub fn junit(results: &[(Case, Outcome)]) -> String {
     // An attribute: one line, no control character.
     let escape = |s: &str| xml(&Untrusted(s).to_string());
     // A failure's body: its lines, none with a control character.
@@ -80,8 +80,8 @@ pub(crate) fn junit(results: &[(Case, Outcome)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::suite::CaseKind;
-    use crate::suite::format::{Expect, PolicyInput};
+    use crate::CaseKind;
+    use crate::format::{Expect, PolicyInput};
 
     fn a_case() -> Case {
         Case {

@@ -1,6 +1,7 @@
-//! The plugins cases name: resolved to a file (a path, or a workspace
-//! plugin crate built with cargo for `wasm32-wasip2`) and loaded once per
-//! run.
+//! The plugins `tessera test` cases name (the CLI's [`Plugins`] of
+//! `tessera_suite`): resolved to a file (a path, a workspace plugin crate
+//! built with cargo for `wasm32-wasip2`, or the plugin pulled with a
+//! downloaded suite) and loaded once per run.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -11,8 +12,17 @@ use tokio::sync::OnceCell;
 
 use serde_json::Value;
 use tessera_runtime::{Plugin, Runtime, World};
+use tessera_suite::Plugins;
 
-use super::RunOptions;
+/// Where one downloaded suite was unpacked, and the directory holding only
+/// the plugin pulled with it.
+#[derive(Debug, Clone)]
+pub(crate) struct Bundle {
+    /// The directory the suite was unpacked into.
+    pub(crate) suites: PathBuf,
+    /// The directory holding the pulled plugin (`<name>.wasm`).
+    pub(crate) plugins: PathBuf,
+}
 
 /// One plugin loaded (or one crate built) at most once per run: the cell is
 /// made under a lock held only to find it, and filled without any lock, so
@@ -23,7 +33,13 @@ type Once<T> = Arc<OnceCell<T>>;
 /// Loads plugins once per run, by resolved path.
 pub(crate) struct PluginCache {
     runtime: Runtime,
-    pub(super) options: RunOptions,
+    /// Where workspace plugins are found (`<dir>/<crate_name>.wasm`) instead
+    /// of building them with cargo.
+    plugin_dir: Option<PathBuf>,
+    /// Suites downloaded from a registry (`tessera test oci://...`): each
+    /// suite under `suites` runs only the plugin pulled with it, from
+    /// `plugins`, never a path it names.
+    bundles: Vec<Bundle>,
     plugins: Mutex<HashMap<PathBuf, Once<Plugin>>>,
     built: Mutex<HashMap<(PathBuf, String), Once<PathBuf>>>,
     /// The cargo that builds workspace plugins: `$CARGO` (set when run by
@@ -48,10 +64,11 @@ impl std::fmt::Debug for PluginCache {
 
 impl PluginCache {
     /// A cache over a runtime.
-    pub(crate) fn new(runtime: Runtime, options: RunOptions) -> Self {
+    pub(crate) fn new(runtime: Runtime, plugin_dir: Option<PathBuf>, bundles: Vec<Bundle>) -> Self {
         PluginCache {
             runtime,
-            options,
+            plugin_dir,
+            bundles,
             plugins: Mutex::new(HashMap::new()),
             built: Mutex::new(HashMap::new()),
             cargo: std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()),
@@ -63,14 +80,9 @@ impl PluginCache {
     /// the cargo workspace that holds the suite, built on demand.
     async fn resolve(&self, suite: &Path, reference: &str) -> Result<PathBuf, String> {
         let base = suite.parent().unwrap_or(Path::new("."));
-        if let Some(bundle) = self
-            .options
-            .bundles
-            .iter()
-            .find(|b| suite.starts_with(&b.suites))
-        {
+        if let Some(bundle) = self.bundles.iter().find(|b| suite.starts_with(&b.suites)) {
             // A downloaded suite runs the plugin pulled with it, by name.
-            if !super::format::is_plugin_name(reference) {
+            if !tessera_suite::is_plugin_name(reference) {
                 return Err(format!(
                     "plugin {reference:?}: a downloaded suite must name its plugin, not a path"
                 ));
@@ -83,7 +95,7 @@ impl PluginCache {
             return Ok(base.join(reference));
         }
         let file = format!("{}.wasm", reference.replace('-', "_"));
-        if let Some(dir) = &self.options.plugin_dir {
+        if let Some(dir) = &self.plugin_dir {
             return Ok(dir.join(file));
         }
         let workspace = find_manifest_dir(base).ok_or_else(|| {
@@ -106,13 +118,10 @@ impl PluginCache {
             .await
             .cloned()
     }
+}
 
-    pub(super) async fn load(
-        &self,
-        suite: &Path,
-        reference: &str,
-        world: World,
-    ) -> Result<Plugin, String> {
+impl Plugins for PluginCache {
+    async fn load(&self, suite: &Path, reference: &str, world: World) -> Result<Plugin, String> {
         let path = self.resolve(suite, reference).await?;
         let plugin = cell(&self.plugins, path.clone())
             .get_or_try_init(|| async {
@@ -212,13 +221,7 @@ mod tests {
         std::fs::set_permissions(&cargo, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::write(dir.join("not-wasm.wasm"), "not a plugin").unwrap();
         let runtime = Runtime::builder().no_cache().build().unwrap();
-        let options = RunOptions {
-            filter: None,
-            update: false,
-            plugin_dir: None,
-            bundles: Vec::new(),
-        };
-        let mut cache = PluginCache::new(runtime, options);
+        let mut cache = PluginCache::new(runtime, None, Vec::new());
         cache.cargo = cargo.into_os_string();
         (suite, cache)
     }
@@ -230,12 +233,12 @@ mod tests {
     fn a_downloaded_suite_runs_only_its_own_pulled_plugin() {
         let dir = tempfile::tempdir().unwrap();
         let (_, mut cache) = cache(dir.path(), "exit 1");
-        let bundle = |i: usize| super::super::Bundle {
+        let bundle = |i: usize| Bundle {
             suites: dir.path().join(format!("{i}/suite")),
             plugins: dir.path().join(format!("{i}/plugins")),
         };
-        cache.options.bundles = vec![bundle(0), bundle(1)];
-        cache.options.plugin_dir = Some(dir.path().join("elsewhere"));
+        cache.bundles = vec![bundle(0), bundle(1)];
+        cache.plugin_dir = Some(dir.path().join("elsewhere"));
         let executor = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
-use tessera_runtime::{Binding, Error, Fixtures, Limits, ReadAccess, SecretKey, World};
+use tessera_runtime::{Binding, Error, Fixtures, Limits, ReadAccess, ReadRule, SecretKey, World};
 
 use super::check::check_error;
 use super::format::{CompositionInput, Expect};
-use super::plugins::PluginCache;
+use super::plugins::Plugins;
 
 /// A case input given inline or as a file (one document), not both.
 pub(super) fn read_value(
@@ -91,11 +91,11 @@ pub(super) fn setup_failed(error: SetupError, expect: &Expect) -> Result<(), Str
 
 /// Loads a composition case's plugin with its settings, reads (host) and
 /// a fixed secret key; returns it with the composite and observed children.
-pub(super) async fn bind_composition(
+pub(super) async fn bind_composition<P: Plugins>(
     input: &CompositionInput,
     suite: &Path,
     limits: &Limits,
-    plugins: &PluginCache,
+    plugins: &P,
 ) -> Result<(Binding, Value, Vec<Value>), SetupError> {
     let plugin = plugins
         .load(suite, &input.plugin, World::Composition)
@@ -126,7 +126,7 @@ pub(super) async fn bind_composition(
     let rules = input
         .reads
         .clone()
-        .unwrap_or_else(|| crate::input::implied_rules(&fixtures));
+        .unwrap_or_else(|| implied_rules(&fixtures));
     let home = composite
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
@@ -145,13 +145,13 @@ pub(super) async fn bind_composition(
 }
 
 /// Loads a policy plugin with its settings.
-pub(super) async fn bind_policy(
+pub(super) async fn bind_policy<P: Plugins>(
     reference: &str,
     settings: Option<&Value>,
     settings_file: Option<&PathBuf>,
     suite: &Path,
     limits: &Limits,
-    plugins: &PluginCache,
+    plugins: &P,
 ) -> Result<Binding, SetupError> {
     let plugin = plugins.load(suite, reference, World::Policy).await?;
     let settings = read_value(suite, settings, settings_file, "settings")?
@@ -159,4 +159,18 @@ pub(super) async fn bind_policy(
     Binding::new(plugin, settings)
         .map(|binding| binding.with_limits(limits.clone()))
         .map_err(SetupError::Runtime)
+}
+
+/// The reads fixtures imply when no rules are given (a case without
+/// `reads`, `tessera render --resources` or `tessera validate --resources`
+/// without `--reads`): each kind found in them except Secrets (readable only
+/// when named), in the home namespace only — what the same binding reads in
+/// the cluster.
+pub fn implied_rules(fixtures: &Fixtures) -> Vec<ReadRule> {
+    fixtures
+        .kinds()
+        .into_iter()
+        .filter(|(api_version, kind)| !(api_version == "v1" && kind == "Secret"))
+        .map(|(api_version, kind)| ReadRule::new(api_version, kind))
+        .collect()
 }

@@ -15,11 +15,11 @@ pub(crate) fn unified_diff(expected: &str, actual: &str) -> String {
 }
 
 /// The first line of every diff [`unified_diff`] writes.
-pub(crate) const DIFF_START: &str = "--- expected";
+pub const DIFF_START: &str = "--- expected";
 
 /// The SGR colour of a line of a diff: green for an added line, red for a
 /// removed one, cyan for a hunk header.
-pub(crate) fn colour(line: &str) -> Option<&'static str> {
+pub fn colour(line: &str) -> Option<&'static str> {
     if line.starts_with('+') && !line.starts_with("+++") {
         Some("\x1b[32m")
     } else if line.starts_with('-') && !line.starts_with("---") {

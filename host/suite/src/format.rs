@@ -192,7 +192,7 @@ pub(super) struct ErrorExpect {
 
 /// Whether a suite's `plugin` is a plugin's name (letters, digits, `-` and
 /// `_`), not a path.
-pub(super) fn is_plugin_name(reference: &str) -> bool {
+pub fn is_plugin_name(reference: &str) -> bool {
     !reference.is_empty()
         && reference
             .bytes()
@@ -290,22 +290,19 @@ fn unconfined(kind: &CaseKind, expect: &Expect) -> Option<String> {
     })
 }
 
-/// Reads a suite file into cases. `base` holds the limits given on the
-/// command line; the suite's `limits` and then each case's override them.
-/// A `confined` suite (downloaded from a registry) may name only files
-/// inside its directory and plugins by name.
-pub(crate) fn load_suite(
-    path: &Path,
-    base: &LimitsSpec,
-    confined: bool,
-) -> Result<Vec<Case>, SuiteError> {
+/// Reads a suite file into cases. `base` holds the caller's limits (those
+/// given on the command line); the suite's `limits` and then each case's
+/// override them. A `confined` suite (downloaded from a registry, or
+/// bundled with an artifact) may name only files inside its directory and
+/// plugins by name. An error is one line naming the file (and the case).
+pub fn load_suite(path: &Path, base: &LimitsSpec, confined: bool) -> Result<Vec<Case>, SuiteError> {
     let text =
         std::fs::read_to_string(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
     let suite: SuiteFile = serde_yaml_ng::from_str(&text).map_err(|e| {
         err(format!(
             "{}: {}",
             path.display(),
-            crate::one_line(&e.to_string())
+            tessera_types::text::one_line(&e.to_string())
         ))
     })?;
     if suite.api_version != API_VERSION || suite.kind != "TestSuite" {

@@ -16,13 +16,21 @@ use super::check::{
 };
 use super::format::{CompositionInput, Expect, PipelineInput, PolicyInput};
 use super::partial::partial_diff;
-use super::plugins::PluginCache;
+use super::plugins::Plugins;
 use super::setup::{SetupError, bind_composition, bind_policy, read_value, setup_failed};
-use super::{Case, CaseKind, Outcome};
+use super::{Case, CaseKind, Outcome, RunOptions};
 
-/// Runs cases concurrently; results come back in the cases' order.
-pub(crate) async fn run_cases(cases: Vec<Case>, plugins: Arc<PluginCache>) -> Vec<(Case, Outcome)> {
-    let filter = plugins.options.filter.clone();
+/// Runs cases concurrently, each on its own task, loading the plugins they
+/// name from `plugins`; results come back in the cases' order. A case that
+/// does not match [`RunOptions::filter`] is [`Outcome::Skipped`]; with
+/// [`RunOptions::update`], golden files are rewritten instead of compared.
+pub async fn run_cases<P: Plugins>(
+    cases: Vec<Case>,
+    plugins: Arc<P>,
+    options: &RunOptions,
+) -> Vec<(Case, Outcome)> {
+    let filter = options.filter.clone();
+    let update = options.update;
     let mut tasks = tokio::task::JoinSet::new();
     let mut task_case = HashMap::new();
     for (index, case) in cases.iter().cloned().enumerate() {
@@ -34,7 +42,7 @@ pub(crate) async fn run_cases(cases: Vec<Case>, plugins: Arc<PluginCache>) -> Ve
         }
         let plugins = plugins.clone();
         let task = tasks.spawn(async move {
-            let outcome = match run_case(&case, &plugins).await {
+            let outcome = match run_case(&case, plugins.as_ref(), update).await {
                 Ok(()) => Outcome::Passed,
                 Err(failure) => Outcome::Failed(failure),
             };
@@ -68,16 +76,18 @@ pub(crate) async fn run_cases(cases: Vec<Case>, plugins: Arc<PluginCache>) -> Ve
 }
 
 /// Runs one case with the function for its kind.
-async fn run_case(case: &Case, plugins: &PluginCache) -> Result<(), String> {
+async fn run_case<P: Plugins>(case: &Case, plugins: &P, update: bool) -> Result<(), String> {
     let suite = case.suite.as_path();
     let expect = &case.expect;
     let limits = &case.limits;
     match &case.kind {
         CaseKind::Composition(input) => {
-            run_composition(input, suite, expect, limits, plugins).await
+            run_composition(input, suite, expect, limits, plugins, update).await
         }
         CaseKind::Policy(input) => run_policy(input, suite, expect, limits, plugins).await,
-        CaseKind::Pipeline(input) => run_pipeline(input, suite, expect, limits, plugins).await,
+        CaseKind::Pipeline(input) => {
+            run_pipeline(input, suite, expect, limits, plugins, update).await
+        }
     }
 }
 
@@ -91,12 +101,13 @@ fn context() -> Context {
 
 /// A `composition` case: expand the composite; check the children, status,
 /// readiness and findings, or the error.
-async fn run_composition(
+async fn run_composition<P: Plugins>(
     input: &CompositionInput,
     suite: &Path,
     expect: &Expect,
     limits: &Limits,
-    plugins: &PluginCache,
+    plugins: &P,
+    update: bool,
 ) -> Result<(), String> {
     let (binding, composite, observed) = match bind_composition(input, suite, limits, plugins).await
     {
@@ -111,13 +122,7 @@ async fn run_composition(
         (Ok(c), None) => c,
     };
     let mut failures = Vec::new();
-    check_children(
-        &composed.children,
-        expect,
-        suite,
-        plugins.options.update,
-        &mut failures,
-    );
+    check_children(&composed.children, expect, suite, update, &mut failures);
     if let Some(status) = &expect.status {
         let actual = composed.status.clone().unwrap_or(Value::Null);
         if let Some(diff) = partial_diff(status, &actual) {
@@ -137,12 +142,12 @@ async fn run_composition(
 
 /// A `policy` case: validate the review; check the verdict and findings, or
 /// the error.
-async fn run_policy(
+async fn run_policy<P: Plugins>(
     input: &PolicyInput,
     suite: &Path,
     expect: &Expect,
     limits: &Limits,
-    plugins: &PluginCache,
+    plugins: &P,
 ) -> Result<(), String> {
     let binding = match bind_policy(
         &input.plugin,
@@ -215,12 +220,13 @@ async fn run_policy(
 /// A `pipeline` case: expand the composite, check every child with every
 /// policy (as a `create`); check the children, whether all were allowed,
 /// and the verdicts asked about.
-async fn run_pipeline(
+async fn run_pipeline<P: Plugins>(
     input: &PipelineInput,
     suite: &Path,
     expect: &Expect,
     limits: &Limits,
-    plugins: &PluginCache,
+    plugins: &P,
+    update: bool,
 ) -> Result<(), String> {
     let (binding, composite, observed) =
         bind_composition(&input.composition, suite, limits, plugins)
@@ -231,13 +237,7 @@ async fn run_pipeline(
         .await
         .map_err(|e| format!("expand failed: {}", Untrusted(&e.to_string())))?;
     let mut failures = Vec::new();
-    check_children(
-        &composed.children,
-        expect,
-        suite,
-        plugins.options.update,
-        &mut failures,
-    );
+    check_children(&composed.children, expect, suite, update, &mut failures);
     let mut all_allowed = true;
     let mut verdicts = Vec::new();
     for policy in &input.policies {
