@@ -92,19 +92,46 @@ impl TrustPolicy {
     /// relative to the file. Every error names the file and the entry.
     pub fn from_file(path: &Path) -> Result<TrustPolicy, Error> {
         let name = path.display().to_string();
-        let bad = |message: String| Error::Policy {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Policy {
             file: name.clone(),
+            message: format!("cannot read: {e}"),
+        })?;
+        let file: PolicyFile = serde_yaml_ng::from_str(&text).map_err(|e| Error::Policy {
+            file: name.clone(),
+            message: crate::one_line(&e.to_string()),
+        })?;
+        Self::from_document(&name, &file, Some(path.parent().unwrap_or(Path::new("."))))
+    }
+
+    /// A policy written inline, in the same shape as a policy file, e.g. a
+    /// `Composition`'s `spec.plugin.verify`; `name` (the field) starts
+    /// every error. Keys must be given as PEM text (`key`): there is no
+    /// file to resolve a `path` against.
+    pub fn from_value(name: &str, value: &serde_json::Value) -> Result<TrustPolicy, Error> {
+        let file: PolicyFile =
+            serde_json::from_value(value.clone()).map_err(|e| Error::Policy {
+                file: name.to_string(),
+                message: crate::one_line(&e.to_string()),
+            })?;
+        Self::from_document(name, &file, None)
+    }
+
+    /// Checks a parsed policy and loads its keys; `base` is where `path`
+    /// keys are resolved (none: `path` is refused).
+    fn from_document(
+        name: &str,
+        file: &PolicyFile,
+        base: Option<&Path>,
+    ) -> Result<TrustPolicy, Error> {
+        let bad = |message: String| Error::Policy {
+            file: name.to_string(),
             message,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read: {e}")))?;
-        let file: PolicyFile =
-            serde_yaml_ng::from_str(&text).map_err(|e| bad(crate::one_line(&e.to_string())))?;
         if let Some(version) = &file.api_version
             && version != "v1"
         {
             return Err(bad(format!("apiVersion {version:?} (expected v1)")));
         }
-        let base = path.parent().unwrap_or(Path::new("."));
         let load = |section: &str, i: usize, entry: &KeyEntry| -> Result<PublicKey, Error> {
             let at = format!("{section}[{i}]");
             if entry.kind != "pubKey" {
@@ -113,9 +140,12 @@ impl TrustPolicy {
                     entry.kind
                 )));
             }
-            match (&entry.key, &entry.path) {
-                (Some(pem), None) => PublicKey::from_pem(&format!("{name} {at}"), pem),
-                (None, Some(file)) => PublicKey::from_file(&base.join(file)),
+            match (&entry.key, &entry.path, base) {
+                (Some(pem), None, _) => PublicKey::from_pem(&format!("{name} {at}"), pem),
+                (None, Some(file), Some(base)) => PublicKey::from_file(&base.join(file)),
+                (None, Some(_), None) => Err(bad(format!(
+                    "{at}: give the key as PEM text (key); path is only for policy files"
+                ))),
                 _ => Err(bad(format!("{at}: give exactly one of key (PEM) or path"))),
             }
         };
@@ -298,5 +328,42 @@ mod tests {
             .unwrap_err();
         assert!(error.contains("anyOf: 0 of the keys matched"), "{error}");
         any_of(&second).verify(&digest, &[candidate]).unwrap();
+    }
+
+    /// An inline policy (a `spec.plugin.verify`) verifies like a file's,
+    /// names the field in its errors, and refuses key paths.
+    #[test]
+    fn inline_policies_take_pem_keys_only() {
+        let (key, pem) = pair(11);
+        let policy = TrustPolicy::from_value(
+            "plugin.verify",
+            &serde_json::json!({"allOf": [{"kind": "pubKey", "key": pem}]}),
+        )
+        .unwrap();
+        let reference = Reference::parse("oci://127.0.0.1:5000/a/b:1").unwrap();
+        let digest = Digest::of(b"manifest");
+        let payload = crate::signature::payload(&reference, &digest);
+        let candidate = Candidate {
+            signature: key.sign(&payload),
+            payload,
+        };
+        assert_eq!(policy.verify(&digest, &[candidate]).unwrap().len(), 1);
+        let path = TrustPolicy::from_value(
+            "plugin.verify",
+            &serde_json::json!({"allOf": [{"kind": "pubKey", "path": "/etc/key.pub"}]}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            path,
+            "plugin.verify: allOf[0]: give the key as PEM text (key); path is only for policy files"
+        );
+        let unknown = TrustPolicy::from_value("plugin.verify", &serde_json::json!({"oneOf": []}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unknown.starts_with("plugin.verify: unknown field `oneOf`"),
+            "{unknown}"
+        );
     }
 }

@@ -32,6 +32,9 @@ pub const MAX_SIGNATURE_CANDIDATES: usize = 64;
 /// How to reach registries.
 #[derive(Debug, Clone)]
 pub struct RegistryOptions {
+    /// Docker configs given as text (e.g. pull secrets), searched in order
+    /// before the file: (name for errors, JSON).
+    docker_configs: Vec<(String, String)>,
     docker_config: Option<PathBuf>,
     ca_bundle: Option<PathBuf>,
     plain_http: bool,
@@ -42,6 +45,7 @@ pub struct RegistryOptions {
 impl Default for RegistryOptions {
     fn default() -> Self {
         RegistryOptions {
+            docker_configs: Vec::new(),
             docker_config: None,
             ca_bundle: None,
             plain_http: false,
@@ -57,6 +61,17 @@ impl RegistryOptions {
     #[must_use]
     pub fn docker_config(mut self, path: impl Into<PathBuf>) -> Self {
         self.docker_config = Some(path.into());
+        self
+    }
+
+    /// Also uses the credentials of this Docker config JSON (the
+    /// `.dockerconfigjson` of a `kubernetes.io/dockerconfigjson` Secret),
+    /// named `name` in errors. Configs given this way are searched in the
+    /// order given, before the config file; the first with an entry for the
+    /// registry wins.
+    #[must_use]
+    pub fn docker_config_json(mut self, name: impl Into<String>, json: impl Into<String>) -> Self {
+        self.docker_configs.push((name.into(), json.into()));
         self
     }
 
@@ -102,12 +117,19 @@ impl RegistryOptions {
             .map(|home| PathBuf::from(home).join(".docker").join("config.json"))
     }
 
-    /// The credentials for `registry` from the Docker config file: the
-    /// `auths` entry's `auth` (base64 `user:password`) or `username` and
-    /// `password`, or `identitytoken` as a bearer token. A missing file means
-    /// anonymous; a malformed one is an error naming it. Credential helpers
-    /// (`credsStore`, `credHelpers`) are not run.
+    /// The credentials for `registry`: from the first Docker config given as
+    /// text ([`RegistryOptions::docker_config_json`]) with an entry for it,
+    /// else from the Docker config file: the `auths` entry's `auth` (base64
+    /// `user:password`) or `username` and `password`, or `identitytoken` as
+    /// a bearer token. A missing file means anonymous; a malformed config is
+    /// an error naming it. Credential helpers (`credsStore`, `credHelpers`)
+    /// are not run.
     fn credentials(&self, registry: &str) -> Result<RegistryAuth, Error> {
+        for (name, text) in &self.docker_configs {
+            if let Some(auth) = auth_entry(name, text, registry)? {
+                return Ok(auth);
+            }
+        }
         let Some(path) = self.config_path() else {
             return Ok(RegistryAuth::Anonymous);
         };
@@ -118,54 +140,63 @@ impl RegistryOptions {
             }
             Err(e) => return Err(config_error(&path, format!("cannot read: {e}"))),
         };
-        let config: Value = serde_json::from_str(&text)
-            .map_err(|e| config_error(&path, format!("not JSON: {e}")))?;
-        let auths = config.get("auths").and_then(Value::as_object);
-        let entry = auths.and_then(|auths| {
-            auths.iter().find_map(|(key, value)| {
-                let host = key
-                    .trim_start_matches("https://")
-                    .trim_start_matches("http://")
-                    .split('/')
-                    .next()
-                    .unwrap_or("");
-                (host == registry).then_some(value)
-            })
-        });
-        let Some(entry) = entry else {
-            return Ok(RegistryAuth::Anonymous);
-        };
-        let field = |name: &str| {
-            entry
-                .get(name)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-        };
-        if let Some(token) = field("identitytoken") {
-            return Ok(RegistryAuth::Bearer(token.to_string()));
-        }
-        if let Some(auth) = field("auth") {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(auth)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| {
-                    config_error(
-                        &path,
-                        format!("auths.{registry}.auth is not base64 user:password"),
-                    )
-                })?;
-            let (user, password) = decoded.split_once(':').ok_or_else(|| {
-                config_error(&path, format!("auths.{registry}.auth is not user:password"))
-            })?;
-            return Ok(RegistryAuth::Basic(user.to_string(), password.to_string()));
-        }
-        match (field("username"), field("password")) {
-            (Some(user), Some(password)) => {
-                Ok(RegistryAuth::Basic(user.to_string(), password.to_string()))
-            }
-            _ => Ok(RegistryAuth::Anonymous),
-        }
+        let name = path.display().to_string();
+        Ok(auth_entry(&name, &text, registry)?.unwrap_or(RegistryAuth::Anonymous))
+    }
+}
+
+/// The credentials the Docker config `text` (named `name` in errors) holds
+/// for `registry`; `None` when it has no entry for it.
+fn auth_entry(name: &str, text: &str, registry: &str) -> Result<Option<RegistryAuth>, Error> {
+    let bad = |message: String| Error::RegistryConfig {
+        file: name.to_string(),
+        message,
+    };
+    let config: Value = serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let auths = config.get("auths").and_then(Value::as_object);
+    let entry = auths.and_then(|auths| {
+        auths.iter().find_map(|(key, value)| {
+            let host = key
+                .trim_start_matches("https://")
+                .trim_start_matches("http://")
+                .split('/')
+                .next()
+                .unwrap_or("");
+            (host == registry).then_some(value)
+        })
+    });
+    let Some(entry) = entry else {
+        return Ok(None);
+    };
+    let field = |name: &str| {
+        entry
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    if let Some(token) = field("identitytoken") {
+        return Ok(Some(RegistryAuth::Bearer(token.to_string())));
+    }
+    if let Some(auth) = field("auth") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(auth)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| bad(format!("auths.{registry}.auth is not base64 user:password")))?;
+        let (user, password) = decoded
+            .split_once(':')
+            .ok_or_else(|| bad(format!("auths.{registry}.auth is not user:password")))?;
+        return Ok(Some(RegistryAuth::Basic(
+            user.to_string(),
+            password.to_string(),
+        )));
+    }
+    match (field("username"), field("password")) {
+        (Some(user), Some(password)) => Ok(Some(RegistryAuth::Basic(
+            user.to_string(),
+            password.to_string(),
+        ))),
+        _ => Ok(None),
     }
 }
 
@@ -904,5 +935,47 @@ fn registry_error(
     Error::Registry {
         reference: reference.to_string(),
         message: format!("{what}: {}", crate::one_line(&message)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Docker configs given as text (pull secrets) come first, in order;
+    /// one without an entry for the registry is passed over; the file is
+    /// the last resort; a malformed text is an error naming it.
+    #[test]
+    fn pull_secrets_are_searched_in_order_before_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.json");
+        std::fs::write(
+            &file,
+            r#"{"auths": {"a.example": {"username": "file", "password": "f"},
+                          "b.example": {"username": "file", "password": "f"}}}"#,
+        )
+        .unwrap();
+        let options = RegistryOptions::default()
+            .docker_config(&file)
+            .docker_config_json("first", r#"{"auths": {"other.example": {"auth": "eDp5"}}}"#)
+            .docker_config_json(
+                "second",
+                r#"{"auths": {"https://a.example/v1/": {"auth": "c2Vjb25kOnM="}}}"#,
+            );
+        let basic = |auth: RegistryAuth| match auth {
+            RegistryAuth::Basic(user, password) => format!("{user}:{password}"),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(basic(options.credentials("a.example").unwrap()), "second:s");
+        assert_eq!(basic(options.credentials("b.example").unwrap()), "file:f");
+        assert_eq!(basic(options.credentials("other.example").unwrap()), "x:y");
+        let broken = RegistryOptions::default()
+            .docker_config(&file)
+            .docker_config_json("plugin.pullSecrets[0]", "{not json");
+        let error = broken.credentials("a.example").unwrap_err().to_string();
+        assert!(
+            error.starts_with("plugin.pullSecrets[0]: not JSON"),
+            "{error}"
+        );
     }
 }
