@@ -20,7 +20,7 @@ use tessera_runtime::{Limits, LimitsError, LimitsSpec, ReadRule};
 /// metadata: {name: databases}
 /// spec:
 ///   composite: {apiVersion: platform.tessera.dev/v1alpha1, kind: Database}
-///   plugin: {path: /plugins/database.wasm}
+///   plugin: {oci: "oci://registry.example/plugins/database:1.2"}
 ///   settings: {maxReplicas: 5}
 ///   policies: [require-labels]
 ///   reads: [{apiVersion: v1, kind: ConfigMap}]
@@ -74,16 +74,52 @@ pub struct TypeRef {
     pub kind: String,
 }
 
-/// Where a plugin's bytes come from: a file on the controller's file system
-/// (e.g. a mounted volume) or an HTTP(S) URL. `sha256` is required with
+/// Where a plugin's bytes come from: an OCI artifact in a registry (`oci`),
+/// a file on the controller's file system (`path`, e.g. a mounted volume) or
+/// an HTTP(S) URL (`url`). Exactly one of them. `sha256` is required with
 /// `url` and optional with `path`; when given, bytes with another digest are
 /// refused.
+///
+/// A new plugin is activated only after its self-test passes: the suite the
+/// OCI artifact bundles (`tessera push --suite`), or the suite directory
+/// `suite` names next to a `path` plugin. Until then, and whenever a newer
+/// plugin is refused (unsigned, failing its suite, the registry down), the
+/// plugin that was serving keeps serving.
+///
+/// ```yaml
+/// plugin:
+///   oci: oci://registry.example/plugins/database:1.2
+///   pullSecrets: [{name: registry-credentials}]
+///   verify:
+///     allOf: [{kind: pubKey, key: "-----BEGIN PUBLIC KEY-----\n..."}]
+/// ```
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PluginSource {
-    /// Path of a `.wasm` file readable by the controller.
+    /// An OCI artifact: `oci://REGISTRY/REPO:TAG` or
+    /// `oci://REGISTRY/REPO@sha256:HEX`. A tag is resolved to a digest on
+    /// every plugin resync; only a new digest is downloaded and compiled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci: Option<String>,
+    /// Secrets of type `kubernetes.io/dockerconfigjson`, in the controller's
+    /// namespace, with the registry's credentials (like a Pod's
+    /// `imagePullSecrets`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pull_secrets: Vec<SecretName>,
+    /// The keys that must have signed an `oci` plugin (cosign-compatible
+    /// signatures), in addition to the controller's cluster-wide trust
+    /// policy (`--trust-policy`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<TrustPolicySpec>,
+    /// Path of a `.wasm` file readable by the controller. At most 64 MiB;
+    /// a ConfigMap volume holds at most 1 MiB, so larger plugins ship
+    /// through a registry (`oci`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// A directory of `*.tessera.yaml` suites next to a `path` plugin: its
+    /// self-test, run before a new file is activated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suite: Option<String>,
     /// URL of a `.wasm` file (http or https).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
@@ -91,6 +127,52 @@ pub struct PluginSource {
     /// prefixed with `sha256:`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+}
+
+/// A Secret named in the controller's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub struct SecretName {
+    /// The Secret's name.
+    pub name: String,
+}
+
+/// A trust policy, in the shape of `tessera verify --trust-policy` files
+/// (and Kubewarden's): every `allOf` key must have signed, and at least
+/// `anyOf.minimumMatches` of the `anyOf` keys.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustPolicySpec {
+    /// Keys that must each have signed the artifact.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub all_of: Vec<TrustedKey>,
+    /// Keys of which at least `minimumMatches` must have signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub any_of: Option<AnyOfKeys>,
+}
+
+/// `anyOf` of a [`TrustPolicySpec`].
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnyOfKeys {
+    /// How many of `signatures` must match (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum_matches: Option<u32>,
+    /// The keys.
+    pub signatures: Vec<TrustedKey>,
+}
+
+/// One public key of a [`TrustPolicySpec`].
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub struct TrustedKey {
+    /// `pubKey` (the only kind).
+    #[serde(default = "pub_key")]
+    pub kind: String,
+    /// The ECDSA P-256 public key, PEM (`cosign.pub`).
+    pub key: String,
+}
+
+fn pub_key() -> String {
+    "pubKey".into()
 }
 
 /// Limits of one evaluation: the runtime's [`LimitsSpec`], the same type the
@@ -109,7 +191,10 @@ pub type CompositionStatus = PluginStatus<OfComposition>;
 #[serde(rename_all = "camelCase")]
 #[schemars(transform = describe_status::<O>)]
 pub struct PluginStatus<O: StatusOwner> {
-    /// `Ready`: the plugin is loaded and its settings accepted.
+    /// `Ready`: a plugin is loaded and its settings accepted.
+    /// `PluginUpToDate`: the serving plugin is the one the source names now;
+    /// False when a newer one was refused (`SelfTestFailed`, `Untrusted`,
+    /// `PullFailed`, ...) and the previous one keeps serving.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The generation these conditions describe.
@@ -118,6 +203,11 @@ pub struct PluginStatus<O: StatusOwner> {
     /// `sha256:<hex>` of the loaded plugin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugin_digest: Option<String>,
+    /// The `oci` reference of the serving plugin, pinned to its manifest
+    /// digest (`oci://REGISTRY/REPO:TAG@sha256:...`): after a restart, the
+    /// plugin served again if the tag has moved to one that is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_ref: Option<String>,
     #[serde(skip)]
     owner: PhantomData<O>,
 }

@@ -45,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use compose::Metrics;
 pub use diff::is_subset;
+pub use plugins::OciOptions;
 
 /// Everything the process needs that is not the API client.
 #[derive(Debug, Clone)]
@@ -59,8 +60,11 @@ pub struct Options {
     pub field_manager: String,
     /// Requeue of every composite after a success.
     pub resync: Duration,
-    /// How often plugin files are re-read to notice replaced plugins.
+    /// How often plugin files are re-read and `oci` tags resolved, to notice
+    /// replaced plugins.
     pub plugin_resync: Duration,
+    /// How `oci` plugins are pulled and verified.
+    pub oci: OciOptions,
     /// Composites reconciled at once, per composite kind.
     pub concurrency: u16,
     /// Run the controller (else only the webhook).
@@ -105,6 +109,7 @@ impl Options {
             field_manager: "tessera-controller".into(),
             resync: Duration::from_secs(300),
             plugin_resync: Duration::from_secs(30),
+            oci: OciOptions::default(),
             concurrency: 16,
             controller: true,
             lease: None,
@@ -158,7 +163,11 @@ pub async fn start(client: Client, options: Options) -> anyhow::Result<Running> 
         .as_ref()
         .map_or(Duration::from_secs(2), |w| w.policy_deadline);
     let policies = Arc::new(policies::PolicyStore::new(deadline_cap));
-    let loader = Arc::new(plugins::PluginLoader::new(options.runtime.clone()));
+    let loader = Arc::new(plugins::PluginLoader::with_registry(
+        options.runtime.clone(),
+        options.oci.clone(),
+        Some(client.clone()),
+    ));
     let recorder = Recorder::new(
         client.clone(),
         Reporter {

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tessera_controller::leader::LeaseConfig;
-use tessera_controller::{Options, WebhookOptions};
+use tessera_controller::{OciOptions, Options, WebhookOptions};
+use tessera_oci::{RegistryOptions, Store, TrustPolicy};
 use tessera_runtime::{DEFAULT_INSTANCE_SLOTS, Runtime, SecretKey, parse_duration};
 
 #[derive(Parser, Debug)]
@@ -82,9 +83,28 @@ struct RunArgs {
     /// Requeue every composite this often.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     resync: Duration,
-    /// Re-read plugin files this often.
+    /// Re-read plugin files and resolve `oci` tags this often.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     plugin_resync: Duration,
+    /// The controller's own namespace: `plugin.pullSecrets` are read from it.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "tessera-system")]
+    namespace: String,
+    /// A trust policy (YAML: `allOf` / `anyOf` with `minimumMatches` over
+    /// PEM public keys) every `oci` plugin must satisfy, besides its own
+    /// `plugin.verify`.
+    #[arg(long, value_name = "FILE")]
+    trust_policy: Option<PathBuf>,
+    /// Trust these CA certificates (PEM bundle) for registries, besides the
+    /// system's.
+    #[arg(long, value_name = "FILE")]
+    registry_ca_bundle: Option<PathBuf>,
+    /// Speak plain HTTP to this registry (`HOST[:PORT]`), e.g. one inside
+    /// the cluster; repeatable. Every other registry needs TLS.
+    #[arg(long, value_name = "HOST")]
+    registry_plain_http: Vec<String>,
+    /// Deadline of each registry operation (resolve, pull, signatures).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    registry_timeout: Duration,
     /// Composites reconciled at once per composite kind.
     #[arg(long, default_value_t = 16)]
     concurrency: u16,
@@ -199,7 +219,9 @@ async fn run(args: Box<RunArgs>) -> Result<(), Failure> {
         builder = builder.cache_dir(dir);
     }
     let runtime = builder.build().map_err(|e| Failure::Runtime(e.into()))?;
+    let oci = oci_options(&args, &runtime).map_err(Failure::Usage)?;
     let mut options = Options::new(runtime, Arc::new(key));
+    options.oci = oci;
     options.identity = args.identity.clone();
     options.resync = args.resync;
     options.plugin_resync = args.plugin_resync;
@@ -238,6 +260,31 @@ async fn run(args: Box<RunArgs>) -> Result<(), Failure> {
     }
     tracing::info!("shutting down");
     running.shutdown().await.map_err(Failure::Runtime)
+}
+
+/// How `oci` plugins are pulled and verified: the registry flags, the
+/// cluster-wide trust policy, and the store of pulled artifacts next to the
+/// compiled ones (`<cache>/oci`).
+fn oci_options(args: &RunArgs, runtime: &Runtime) -> Result<OciOptions, String> {
+    let mut registry = RegistryOptions::default().timeout(args.registry_timeout);
+    if let Some(bundle) = &args.registry_ca_bundle {
+        registry = registry.ca_bundle(bundle);
+    }
+    for host in &args.registry_plain_http {
+        registry = registry.plain_http_host(host);
+    }
+    let trust_policy = match &args.trust_policy {
+        Some(file) => {
+            Some(TrustPolicy::from_file(file).map_err(|e| format!("--trust-policy {e}"))?)
+        }
+        None => None,
+    };
+    Ok(OciOptions {
+        registry,
+        trust_policy,
+        store: runtime.cache_dir().map(|dir| Store::new(dir.join("oci"))),
+        namespace: args.namespace.clone(),
+    })
 }
 
 /// The leader election `args` ask for (none without `--leader-elect`); an

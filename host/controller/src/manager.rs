@@ -22,8 +22,12 @@ use crate::compose::{Compiled, KindController, Shared};
 use crate::conditions::{self, Condition, Status};
 use crate::crd::{Composition, Policy};
 use crate::kinds::KindError;
-use crate::plugins::{BindError, PluginLoader, User};
+use crate::plugins::{Active, BindError, PluginLoader, User};
 use crate::policies::{LoadedPolicy, one_line};
+
+/// How many compositions' or policies' plugins a pass loads at once
+/// (fetches, compiles and self-tests run concurrently up to this).
+pub(crate) const LOADS_AT_ONCE: usize = 8;
 
 /// Why a `Composition` or a `Policy` is not ready: its `Ready` condition is
 /// False with [`reason`](NotReady::reason) and this message.
@@ -52,7 +56,10 @@ impl NotReady {
     pub fn reason(&self) -> &'static str {
         match self {
             NotReady::Conflict { .. } => "Conflict",
-            NotReady::PluginUnavailable(_) => "PluginUnavailable",
+            NotReady::PluginUnavailable(error) => match error.as_ref() {
+                BindError::Load(error) => error.reason(),
+                _ => "PluginUnavailable",
+            },
             NotReady::CompositeKindUnknown(_) => "CompositeKindUnknown",
         }
     }
@@ -104,7 +111,7 @@ pub async fn run_policies(
             let outcome = loaded
                 .binding
                 .as_ref()
-                .map(|b| b.plugin().digest().to_string())
+                .map(|b| Served::new(b, loaded.reference.clone(), loaded.refused.clone()))
                 .map_err(|e| NotReady::PluginUnavailable(e.clone()));
             let status = loaded_status(
                 outcome,
@@ -154,36 +161,74 @@ impl<F: std::future::Future> ReadyNow for F {
     }
 }
 
+/// The plugin serving a `Composition` or `Policy`, for its status.
+#[derive(Debug, Clone)]
+pub(crate) struct Served {
+    digest: String,
+    reference: Option<String>,
+    refused: Option<Arc<crate::plugins::PluginError>>,
+}
+
+impl Served {
+    pub(crate) fn new(
+        binding: &Binding,
+        reference: Option<String>,
+        refused: Option<Arc<crate::plugins::PluginError>>,
+    ) -> Self {
+        Served {
+            digest: binding.plugin().digest().to_string(),
+            reference,
+            refused,
+        }
+    }
+}
+
 /// Status of a `Composition` or `Policy`: a `Ready` condition (True with
-/// the loaded plugin's digest, or False with a reason), the observed
-/// generation and the plugin digest. The transition time is kept while the
-/// condition's status does not change.
+/// the loaded plugin's digest, or False with a reason), a `PluginUpToDate`
+/// condition (False when a newer plugin was refused and the previous one
+/// serves on, or when none could be loaded), the observed generation, the
+/// plugin digest and its pinned OCI reference. The transition time is kept
+/// while a condition's status does not change.
 fn loaded_status(
-    outcome: Result<String, NotReady>,
+    outcome: Result<Served, NotReady>,
     generation: Option<i64>,
     old: Option<&Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>>,
 ) -> Value {
-    let (ready, digest) = match outcome {
-        Ok(digest) => (
-            Condition::new(
+    let (ready, up_to_date, served) = match outcome {
+        Ok(served) => {
+            let name = served.reference.as_deref().unwrap_or(&served.digest);
+            let ready = Condition::new(
                 "Ready",
                 Status::True,
                 "PluginLoaded",
-                format!("plugin {digest} loaded"),
-            ),
-            Some(digest),
-        ),
-        // The message may quote the plugin (its name, what it said while
-        // loading): one line, like every condition.
-        Err(error) => (
-            Condition::new(
-                "Ready",
-                Status::False,
-                error.reason(),
-                one_line(&error.to_string()),
-            ),
-            None,
-        ),
+                format!("plugin {name} loaded"),
+            );
+            // The message may quote the plugin (what its self-test said, a
+            // registry's answer): one line, like every condition.
+            let up_to_date = match &served.refused {
+                None => Condition::new(
+                    "PluginUpToDate",
+                    Status::True,
+                    "PluginLoaded",
+                    "the plugin the source names is serving",
+                ),
+                Some(refused) => Condition::new(
+                    "PluginUpToDate",
+                    Status::False,
+                    refused.reason(),
+                    one_line(&format!("{refused}; still serving {name}")),
+                ),
+            };
+            (ready, up_to_date, Some(served))
+        }
+        Err(error) => {
+            let message = one_line(&error.to_string());
+            (
+                Condition::new("Ready", Status::False, error.reason(), message.clone()),
+                Condition::new("PluginUpToDate", Status::False, error.reason(), message),
+                None,
+            )
+        }
     };
     let old: Vec<Value> = old
         .into_iter()
@@ -191,18 +236,24 @@ fn loaded_status(
         .map(|c| serde_json::to_value(c).unwrap_or_default())
         .collect();
     json!({
-        "conditions": conditions::merge(vec![ready], &old, generation),
+        "conditions": conditions::merge(vec![ready, up_to_date], &old, generation),
         "observedGeneration": generation,
-        "pluginDigest": digest,
+        "pluginDigest": served.as_ref().map(|s| s.digest.clone()),
+        "pluginRef": served.and_then(|s| s.reference),
     })
 }
 
 /// Whether a written status (`current`, as read back) already says what
 /// `new` says.
 fn same_status(current: &Value, new: &Value) -> bool {
-    ["conditions", "observedGeneration", "pluginDigest"]
-        .iter()
-        .all(|key| current.get(*key).unwrap_or(&Value::Null) == &new[*key])
+    [
+        "conditions",
+        "observedGeneration",
+        "pluginDigest",
+        "pluginRef",
+    ]
+    .iter()
+    .all(|key| current.get(*key).unwrap_or(&Value::Null) == &new[*key])
 }
 
 /// What a running kind controller was last configured with: when any of it
@@ -210,7 +261,8 @@ fn same_status(current: &Value, new: &Value) -> bool {
 #[derive(Debug, Clone, PartialEq)]
 struct Fingerprint {
     generation: Option<i64>,
-    /// The plugin's digest, or the message of why it is not available.
+    /// The plugin's digest and pinned reference, or the message of why it
+    /// is not available.
     plugin: Result<String, String>,
     policies: Vec<(String, Option<i64>, Option<String>)>,
 }
@@ -282,7 +334,10 @@ pub async fn run_compositions(
                     b.name_any(),
                 ))
         });
+        // The oldest composition of each kind claims it.
         let mut claimed: HashMap<(String, String), String> = HashMap::new();
+        let mut owners = Vec::new();
+        let mut conflicts = Vec::new();
         let mut seen = Vec::new();
         for composition in &compositions {
             let name = composition.name_any();
@@ -292,28 +347,44 @@ pub async fn run_compositions(
                 spec.composite.api_version.clone(),
                 spec.composite.kind.clone(),
             );
-            let outcome = if let Some(owner) = claimed.get(&key) {
-                if let Some(old) = running.remove(&name) {
-                    old.controller.stop().await;
+            match claimed.get(&key) {
+                Some(owner) => conflicts.push((composition, owner.clone(), key)),
+                None => {
+                    claimed.insert(key, name);
+                    owners.push(composition);
                 }
-                Err(NotReady::Conflict {
-                    owner: owner.clone(),
-                    api_version: key.0.clone(),
-                    kind: key.1.clone(),
-                })
-            } else {
-                claimed.insert(key.clone(), name.clone());
-                sync_one(
-                    &shared,
-                    &loader,
-                    &secret_key,
-                    concurrency,
-                    composition,
-                    &mut running,
-                    &tasks,
-                )
-                .await
+            }
+        }
+        for (composition, owner, (api_version, kind)) in conflicts {
+            if let Some(old) = running.remove(&composition.name_any()) {
+                old.controller.stop().await;
+            }
+            let conflict = NotReady::Conflict {
+                owner,
+                api_version,
+                kind,
             };
+            write_composition_status(&api, composition, Err(conflict)).await;
+        }
+        // Plugins load a few at a time: one behind a slow registry does not
+        // hold up the others' rollouts.
+        let (loader, secret_key) = (&loader, &secret_key);
+        let owned: Vec<Arc<Composition>> = owners.iter().map(|c| Arc::clone(c)).collect();
+        let bound: Vec<_> = futures::stream::iter(owned)
+            .map(|composition| async move { bind(loader, secret_key, &composition).await })
+            .buffered(LOADS_AT_ONCE)
+            .collect()
+            .await;
+        for (composition, bound) in owners.iter().zip(bound) {
+            let outcome = sync_one(
+                &shared,
+                concurrency,
+                composition,
+                bound,
+                &mut running,
+                &tasks,
+            )
+            .await;
             write_composition_status(&api, composition, outcome).await;
         }
         // Plugins of deleted or changed compositions are not kept loaded.
@@ -346,22 +417,26 @@ pub async fn run_compositions(
 /// Returns the plugin digest, or why the composition is not ready.
 async fn sync_one(
     shared: &Arc<Shared>,
-    loader: &PluginLoader,
-    secret_key: &Arc<SecretKey>,
     concurrency: u16,
     composition: &Composition,
+    bound: Result<(Binding, Active), BindError>,
     running: &mut BTreeMap<String, Running>,
     tasks: &TaskTracker,
-) -> Result<String, NotReady> {
+) -> Result<Served, NotReady> {
     let name = composition.name_any();
     let spec = &composition.spec;
     let composite = (
         spec.composite.api_version.clone(),
         spec.composite.kind.clone(),
     );
-    let binding = bind(loader, secret_key, composition)
-        .await
-        .map_err(Arc::new);
+    let bound = bound.map_err(Arc::new);
+    let served = bound
+        .as_ref()
+        .map(|(binding, active)| {
+            Served::new(binding, active.reference.clone(), active.refused.clone())
+        })
+        .map_err(|e| NotReady::PluginUnavailable(e.clone()));
+    let binding = bound.map(|(binding, _)| binding);
     let policies: Vec<(String, Option<i64>, Option<String>)> = spec
         .policies
         .iter()
@@ -374,18 +449,16 @@ async fn sync_one(
             )
         })
         .collect();
+    // The reference too: the same component pulled through a new manifest
+    // is stamped with another `tessera.dev/plugin-ref`.
     let fingerprint = Fingerprint {
         generation: composition.metadata.generation,
-        plugin: binding
+        plugin: served
             .as_ref()
-            .map(|b| b.plugin().digest().to_string())
+            .map(|s| format!("{} {}", s.digest, s.reference.as_deref().unwrap_or("")))
             .map_err(|e| e.to_string()),
         policies,
     };
-    let result = binding
-        .as_ref()
-        .map(|b| b.plugin().digest().to_string())
-        .map_err(|e| NotReady::PluginUnavailable(e.clone()));
     let compiled = Compiled {
         composition: name.clone(),
         binding,
@@ -425,19 +498,34 @@ async fn sync_one(
             );
         }
     }
-    result
+    served
 }
 
+/// The composition's plugin bound to its settings and limits, with what the
+/// loader said of it (its pinned reference, a newer plugin it refused).
 async fn bind(
     loader: &PluginLoader,
     secret_key: &Arc<SecretKey>,
     composition: &Composition,
-) -> Result<Binding, BindError> {
+) -> Result<(Binding, Active), BindError> {
     let spec = &composition.spec;
-    let plugin = loader
-        .load(User::Compositions, &spec.plugin)
+    let previous = composition
+        .status
+        .as_ref()
+        .and_then(|s| s.plugin_ref.as_deref());
+    let active = loader
+        .load(
+            User::Compositions,
+            &composition.name_any(),
+            &spec.plugin,
+            previous,
+        )
         .await
         .inspect_err(crate::metrics::plugin_load_failed)?;
+    if let Some(refused) = &active.refused {
+        crate::metrics::plugin_load_failed(refused);
+    }
+    let plugin = active.plugin.clone();
     if plugin.world() != World::Composition {
         return Err(BindError::WrongWorld {
             plugin: plugin.id().clone(),
@@ -454,15 +542,18 @@ async fn bind(
     }
     let settings = spec.settings.clone().unwrap_or(Value::Null);
     let binding = Binding::new(plugin, settings).map_err(BindError::Settings)?;
-    Ok(binding
-        .with_limits(limits)
-        .with_secret_key(secret_key.clone()))
+    Ok((
+        binding
+            .with_limits(limits)
+            .with_secret_key(secret_key.clone()),
+        active,
+    ))
 }
 
 async fn write_composition_status(
     api: &Api<Composition>,
     composition: &Composition,
-    outcome: Result<String, NotReady>,
+    outcome: Result<Served, NotReady>,
 ) {
     let new = loaded_status(
         outcome,

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::crd::{FailurePolicy, Policy, PolicyMode, PolicySpec};
-use crate::plugins::{BindError, PluginLoader, User};
+use crate::plugins::{Active, BindError, PluginError, PluginLoader, User};
 
 /// A policy as loaded: its spec and its plugin bound to its settings, or why
 /// that failed.
@@ -31,6 +31,11 @@ pub struct LoadedPolicy {
     pub generation: Option<i64>,
     /// The bound plugin, or why it could not be loaded (one line).
     pub binding: Result<Binding, Arc<BindError>>,
+    /// For an `oci` plugin, its reference pinned to the manifest digest.
+    pub reference: Option<String>,
+    /// Why a newer plugin the source names was refused, while this one
+    /// serves on.
+    pub refused: Option<Arc<PluginError>>,
 }
 
 impl LoadedPolicy {
@@ -111,24 +116,39 @@ impl PolicyStore {
         loader: &PluginLoader,
         objects: &[Arc<Policy>],
     ) -> Vec<Arc<LoadedPolicy>> {
+        use futures::StreamExt as _;
+        // Plugins load a few at a time: one behind a slow registry does not
+        // hold up the others.
+        let named: Vec<(Arc<Policy>, String)> = objects
+            .iter()
+            .filter_map(|object| Some((object.clone(), object.metadata.name.clone()?)))
+            .collect();
+        let bound: Vec<_> = futures::stream::iter(named.clone())
+            .map(|(object, name)| async move {
+                let previous = object.status.as_ref().and_then(|s| s.plugin_ref.as_deref());
+                self.bind(loader, &name, &object.spec, previous).await
+            })
+            .buffered(crate::manager::LOADS_AT_ONCE)
+            .collect()
+            .await;
         let mut changed = Vec::new();
         let mut next = HashMap::new();
-        for object in objects {
-            let Some(name) = object.metadata.name.clone() else {
-                continue;
-            };
+        for ((object, name), bound) in named.into_iter().zip(bound) {
             let generation = object.metadata.generation;
             let current = self.get(&name);
-            // Reload when the spec changed, and for path plugins on every
-            // sync (the file may have been replaced; loading an unchanged
-            // file costs a read and a hash).
-            let binding = self
-                .bind(loader, &name, &object.spec)
-                .await
-                .map_err(Arc::new);
+            // Reloaded on every sync: the spec may have changed, a path
+            // plugin's file may have been replaced (an unchanged file costs a
+            // read and a hash), an `oci` tag may have moved (one request).
+            let (binding, reference, refused) = match bound {
+                Ok((binding, active)) => (Ok(binding), active.reference, active.refused),
+                Err(error) => (Err(Arc::new(error)), None, None),
+            };
+            let message = |e: &Option<Arc<PluginError>>| e.as_ref().map(|e| e.to_string());
             let same = current.as_ref().is_some_and(|c| {
                 c.generation == generation
                     && c.spec == object.spec
+                    && c.reference == reference
+                    && message(&c.refused) == message(&refused)
                     && match (&c.binding, &binding) {
                         (Ok(a), Ok(b)) => a.plugin().digest() == b.plugin().digest(),
                         (Err(a), Err(b)) => a.to_string() == b.to_string(),
@@ -143,6 +163,8 @@ impl PolicyStore {
                         spec: object.spec.clone(),
                         generation,
                         binding,
+                        reference,
+                        refused,
                     });
                     changed.push(loaded.clone());
                     loaded
@@ -164,16 +186,23 @@ impl PolicyStore {
         changed
     }
 
+    /// The policy's plugin bound to its settings and limits, with what the
+    /// loader said of it.
     async fn bind(
         &self,
         loader: &PluginLoader,
         name: &str,
         spec: &PolicySpec,
-    ) -> Result<Binding, BindError> {
-        let plugin = loader
-            .load(User::Policies, &spec.plugin)
+        previous: Option<&str>,
+    ) -> Result<(Binding, Active), BindError> {
+        let active = loader
+            .load(User::Policies, name, &spec.plugin, previous)
             .await
             .inspect_err(crate::metrics::plugin_load_failed)?;
+        if let Some(refused) = &active.refused {
+            crate::metrics::plugin_load_failed(refused);
+        }
+        let plugin = active.plugin.clone();
         if plugin.world() != World::Policy {
             return Err(BindError::WrongWorld {
                 plugin: plugin.id().clone(),
@@ -194,7 +223,7 @@ impl PolicyStore {
         let settings = spec.settings.clone().unwrap_or(Value::Null);
         let binding = Binding::new(plugin, settings).map_err(BindError::Settings)?;
         tracing::debug!(policy = name, "policy plugin loaded");
-        Ok(binding.with_limits(limits))
+        Ok((binding.with_limits(limits), active))
     }
 }
 

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -13,6 +14,8 @@ use tessera_tests::{plugins, workspace};
 
 use crate::fixture::{TEST_LABEL, World, condition};
 use crate::harness::{apply_yaml, eventually};
+use crate::olareg::{Olareg, openssl_key};
+use crate::registry::tessera;
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(workspace().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -75,15 +78,42 @@ async fn manifests_are_accepted_and_their_rbac_is_enough() {
         .await
         .expect("deploy/webhook.yaml is accepted");
 
-    // The sample, with the plugins built by this test run and its
-    // Composition and Policies labelled for this test's controller.
-    let plugin_dir = std::path::Path::new(plugins::DATABASE)
-        .parent()
-        .expect("plugin dir")
-        .display()
-        .to_string();
-    let sample =
-        read("deploy/samples/database.yaml").replace("/plugins/", &format!("{plugin_dir}/"));
+    // The sample's plugins, built by this test run, pushed signed to a real
+    // registry on loopback, and the registry credentials the sample's pull
+    // secret names (olareg takes any); its Composition and Policies
+    // labelled for this test's controller.
+    let registry = Olareg::start();
+    let work = tempfile::tempdir().unwrap();
+    let (key, public) = openssl_key(work.path(), "release");
+    for (name, plugin) in [
+        ("database", plugins::DATABASE),
+        ("require-labels", plugins::REQUIRE_LABELS),
+        ("provenance", plugins::PROVENANCE),
+    ] {
+        let reference = registry.reference(&format!("tessera/{name}:0.1.0"));
+        let cache = work.path().join("cli-cache");
+        let key = key.to_str().unwrap();
+        tessera(&cache, &["push", plugin, &reference, "--sign", key]).await;
+    }
+    let credentials = json!({"auths": {registry.host.clone(): {"auth": "dGVzdDp0ZXN0"}}});
+    let pull_secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "tessera-registry", "namespace": "tessera-system"},
+        "type": "kubernetes.io/dockerconfigjson",
+        "stringData": {".dockerconfigjson": credentials.to_string()},
+    }))
+    .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "tessera-system");
+    let _ = secrets
+        .delete("tessera-registry", &Default::default())
+        .await;
+    secrets
+        .create(&Default::default(), &pull_secret)
+        .await
+        .expect("creating the pull secret");
+    let sample = read("deploy/samples/database.yaml").replace(
+        "oci://registry.example.com/",
+        &format!("oci://{}/", registry.host),
+    );
     let mut sample = documents(&sample);
     for document in &mut sample {
         if document["apiVersion"] == "tessera.dev/v1alpha1" {
@@ -123,6 +153,17 @@ async fn manifests_are_accepted_and_their_rbac_is_enough() {
         duration: Duration::from_secs(15),
         renew: Duration::from_secs(2),
     });
+    // As controller.yaml runs it: the cluster-wide trust policy, pull
+    // secrets read from tessera-system.
+    let policy = work.path().join("policy.yaml");
+    std::fs::write(&policy, "allOf:\n  - kind: pubKey\n    path: release.pub\n").unwrap();
+    assert!(public.ends_with("release.pub"));
+    options.oci = tessera_controller::OciOptions {
+        registry: tessera_oci::RegistryOptions::default().plain_http_host(registry.host.clone()),
+        trust_policy: Some(tessera_oci::TrustPolicy::from_file(&policy).expect("trust policy")),
+        store: Some(tessera_oci::Store::new(work.path().join("controller-oci"))),
+        namespace: "tessera-system".into(),
+    };
     let running = tessera_controller::start(service_account.clone(), options)
         .await
         .expect("starting as the service account");

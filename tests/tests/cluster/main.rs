@@ -9,7 +9,12 @@ mod fixture;
 mod harness;
 mod load;
 mod metrics;
+// Shared with the `oci` test binary; each uses part of it.
+#[allow(dead_code)]
+#[path = "../oci/olareg.rs"]
+mod olareg;
 mod reads;
+mod registry;
 mod webhook;
 
 /// A plugin artifact cache shared by the tests of this process.

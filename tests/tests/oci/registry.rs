@@ -5,7 +5,9 @@ use std::io::{Read as _, Write as _};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::{Olareg, read, require_labels, run_tool, tessera, tessera_err, tessera_ok, tool};
+use crate::{
+    Olareg, fake_registry, read, require_labels, run_tool, tessera, tessera_err, tessera_ok, tool,
+};
 
 /// A suite for require-labels, self-contained (settings inline), as
 /// `tessera push --suite` bundles it.
@@ -323,31 +325,6 @@ fn a_layer_tampered_in_the_registry_is_refused() {
         error.contains(&format!("layer {component}")) && error.contains("got sha256:"),
         "{error}"
     );
-}
-
-/// A fake registry on loopback: `stall` accepts and never answers;
-/// otherwise it answers every request with `body` (garbage).
-fn fake_registry(stall: bool, body: &'static str) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let host = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            if stall {
-                held.push(stream);
-                continue;
-            }
-            let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf);
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    host
 }
 
 #[test]
