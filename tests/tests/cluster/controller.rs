@@ -361,6 +361,8 @@ async fn policy_denial_applies_nothing() {
             }),
         )
         .await;
+    // Loaded first: a composite reconciled before would say PolicyNotFound.
+    world.wait_policy_ready("denied-require-labels").await;
     world
         .apply_composition(
             plugins::DATABASE,

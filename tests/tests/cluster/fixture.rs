@@ -129,6 +129,21 @@ impl World {
             .expect("applying the Policy");
     }
 
+    /// Waits until the Policy `name` is loaded (its `Ready` condition is
+    /// True), so that what follows does not race its first load.
+    pub async fn wait_policy_ready(&self, name: &str) {
+        let policies: Api<tessera_controller::crd::Policy> = Api::all(self.client.clone());
+        eventually(
+            &format!("Policy {name}: Ready=True"),
+            Duration::from_secs(60),
+            || async {
+                let object = serde_json::to_value(policies.get(name).await.ok()?).ok()?;
+                (condition(&object, "Ready")?["status"] == "True").then_some(())
+            },
+        )
+        .await;
+    }
+
     /// The composites' API in the test namespace.
     pub fn composites(&self) -> Api<DynamicObject> {
         Api::namespaced_with(self.client.clone(), &self.namespace, &self.resource)
