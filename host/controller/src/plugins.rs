@@ -389,8 +389,8 @@ impl PluginLoader {
     /// What served `owner` before, when the source's plugin was refused:
     /// the plugin last activated for it in this process, else (after a
     /// restart) the pinned reference `previous` of its status, unless that
-    /// is what was just refused. It is verified and tested again, from the
-    /// store without the network when it is there.
+    /// is what was just refused; either only while it satisfies the trust
+    /// policies the source names now.
     async fn fallback(
         &self,
         user: User,
@@ -398,25 +398,35 @@ impl PluginLoader {
         source: &PluginSource,
         previous: Option<&str>,
     ) -> Option<Active> {
+        // An `oci` plugin that served must still satisfy the trust
+        // policies as they are now (they may have been tightened): it is
+        // verified again (from the store, without the network).
+        let pinned = |reference: &str| PluginSource {
+            oci: Some(reference.to_string()),
+            pull_secrets: source.pull_secrets.clone(),
+            verify: source.verify.clone(),
+            ..PluginSource::default()
+        };
         let serving = self.serving_lock().get(&(user, owner.to_string())).cloned();
         if let Some(serving) = serving {
-            let plugin = self.cached(user, &serving.key)?;
-            return Some(Active {
-                plugin,
-                reference: serving.reference,
-                refused: None,
-            });
+            return match &serving.reference {
+                Some(reference) => {
+                    let (_, active) = self.activate(user, &pinned(reference)).await.ok()?;
+                    Some(active)
+                }
+                None => Some(Active {
+                    plugin: self.cached(user, &serving.key)?,
+                    reference: None,
+                    refused: None,
+                }),
+            };
         }
         let previous = previous?;
-        let pinned = Reference::parse(previous).ok()?;
-        if pinned.digest().is_none() || source.oci.as_deref() == Some(previous) {
+        let reference = Reference::parse(previous).ok()?;
+        if reference.digest().is_none() || source.oci.as_deref() == Some(previous) {
             return None;
         }
-        let source = PluginSource {
-            oci: Some(previous.to_string()),
-            ..source.clone()
-        };
-        let (key, active) = self.activate(user, &source).await.ok()?;
+        let (key, active) = self.activate(user, &pinned(previous)).await.ok()?;
         self.serve(user, owner, key, &active);
         Some(active)
     }

@@ -254,6 +254,61 @@ async fn oci_plugins_roll_out_only_signed_and_self_tested() {
     controller.shutdown().await.expect("clean shutdown");
 }
 
+/// Tightening the trust policy stops a plugin it no longer trusts: the
+/// serving plugin is not kept as a fallback once its signature does not
+/// satisfy the new `plugin.verify`.
+#[tokio::test]
+async fn a_tightened_trust_policy_stops_what_it_no_longer_trusts() {
+    let world = World::new("tightened").await;
+    let registry = Olareg::start();
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cli-cache");
+    let (key, public) = openssl_key(work.path(), "release");
+    let (_, other) = openssl_key(work.path(), "other");
+    let suite_dir = work.path().join("suite");
+    suite(&suite_dir, "five children", false);
+    let tag = registry.reference("platform/database:stable");
+    let pinned = tessera(
+        &cache,
+        &[
+            "push",
+            tessera_tests::plugins::DATABASE,
+            &tag,
+            "--suite",
+            suite_dir.to_str().unwrap(),
+            "--sign",
+            key.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let mut options = world.options();
+    options.oci.registry = RegistryOptions::default().plain_http_host(registry.host.clone());
+    options.oci.store = Some(tessera_oci::Store::new(work.path().join("controller-oci")));
+    let controller = tessera_controller::start(world.client.clone(), options)
+        .await
+        .expect("starting the controller");
+    let verify = |public: &Path| {
+        let pem = std::fs::read_to_string(public).unwrap();
+        json!({"plugin": {"oci": tag, "verify": {"allOf": [{"kind": "pubKey", "key": pem}]}}})
+    };
+    world
+        .apply_composition("", json!({}), verify(&public))
+        .await;
+    let compositions: Api<Composition> = Api::all(world.client.clone());
+    let name = format!("{}-databases", world.id);
+    let status = composition_condition(&compositions, &name, "Ready", "True", "PluginLoaded").await;
+    assert_eq!(text(&status, "/status/pluginRef"), pinned);
+
+    world.apply_composition("", json!({}), verify(&other)).await;
+    let status = composition_condition(&compositions, &name, "Ready", "False", "Untrusted").await;
+    let message = text(&condition(&status, "Ready").unwrap(), "/message").to_string();
+    assert!(message.contains(&pinned), "{message}");
+    assert!(message.contains("plugin.verify allOf[0]"), "{message}");
+    assert!(!message.contains("still serving"), "{message}");
+    assert_eq!(text(&status, "/status/pluginRef"), "");
+    controller.shutdown().await.expect("clean shutdown");
+}
+
 /// Nothing serving yet, and the registry unusable: a pull secret missing or
 /// not a dockerconfigjson Secret, a registry that stalls (past the
 /// deadline) or answers garbage. `Ready` is False naming the field or the
