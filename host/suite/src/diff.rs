@@ -14,7 +14,7 @@ pub(crate) fn unified_diff(expected: &str, actual: &str) -> String {
         .to_string()
 }
 
-/// The first line of every diff [`unified_diff`] writes.
+/// The first line of every diff the suite runner writes.
 pub const DIFF_START: &str = "--- expected";
 
 /// The SGR colour of a line of a diff: green for an added line, red for a

@@ -49,16 +49,17 @@
 //!     runs only the plugin pulled with it, by name"), "{error}");
 //! ```
 //!
-//! The parts:
-//! - [`format`](mod@format): the file format, and reading a file into cases;
-//! - [`discover`](mod@discover): finding suite files;
-//! - [`plugins`]: the [`Plugins`] trait and [`OnePlugin`];
-//! - [`run`]: running cases, one function per case kind, with [`setup`]
-//!   reading their inputs and binding their plugins;
-//! - [`check`] and [`partial`]: comparing what happened with what a case
-//!   expects, and [`diff`] showing how they differ;
-//! - [`junit`](mod@junit): the JUnit report;
-//! - [`self_test`](mod@self_test): running a pulled plugin's bundled suite.
+//! The parts (private modules; the crate's surface is re-exported here):
+//! - `format`: the file format, and reading a file into cases
+//!   ([`load_suite`]);
+//! - `discover`: finding suite files ([`discover()`]);
+//! - `plugins`: the [`Plugins`] trait and [`OnePlugin`];
+//! - `run`: running cases ([`run_cases`]), one function per case kind, with
+//!   `setup` reading their inputs and binding their plugins;
+//! - `check` and `partial`: comparing what happened with what a case
+//!   expects, and `diff` showing how they differ;
+//! - `junit`: the JUnit report ([`junit()`]);
+//! - `self_test`: running a pulled plugin's bundled suite ([`self_test()`]).
 
 #![deny(missing_docs)]
 
