@@ -58,6 +58,7 @@ impl NotReady {
             NotReady::Conflict { .. } => "Conflict",
             NotReady::PluginUnavailable(error) => match error.as_ref() {
                 BindError::Load(error) => error.reason(),
+                BindError::Refused(error) => error.reason(),
                 _ => "PluginUnavailable",
             },
             NotReady::CompositeKindUnknown(_) => "CompositeKindUnknown",
@@ -541,7 +542,10 @@ async fn bind(
         rule.check().map_err(BindError::Reads)?;
     }
     let settings = spec.settings.clone().unwrap_or(Value::Null);
-    let binding = Binding::new(plugin, settings).map_err(BindError::Settings)?;
+    let binding = Binding::new(plugin, settings).map_err(|error| match &active.refused {
+        Some(refused) => BindError::Refused(refused.clone()),
+        None => BindError::Settings(error),
+    })?;
     Ok((
         binding
             .with_limits(limits)

@@ -209,6 +209,10 @@ pub enum BindError {
     /// The plugin refused the settings.
     #[error("settings: {0}")]
     Settings(#[source] tessera_runtime::Error),
+    /// The source's plugin was refused, and the plugin that served before
+    /// does not take the object's settings: the refusal is what to fix.
+    #[error("{0}")]
+    Refused(#[source] Arc<PluginError>),
     /// A `reads` entry is not valid; the message names it.
     #[error("{0}")]
     Reads(String),

@@ -221,7 +221,10 @@ impl PolicyStore {
             rule.check().map_err(BindError::Reads)?;
         }
         let settings = spec.settings.clone().unwrap_or(Value::Null);
-        let binding = Binding::new(plugin, settings).map_err(BindError::Settings)?;
+        let binding = Binding::new(plugin, settings).map_err(|error| match &active.refused {
+            Some(refused) => BindError::Refused(refused.clone()),
+            None => BindError::Settings(error),
+        })?;
         tracing::debug!(policy = name, "policy plugin loaded");
         Ok((binding.with_limits(limits), active))
     }
