@@ -123,6 +123,28 @@ def _install(fn: Callable[..., Any], world: type) -> None:
     target["WitWorld"] = world
 
 
+def _evaluate(
+    fn: Callable[[Any], Any], call: str, request: Callable[[], Any], answer_type: type
+) -> Any:
+    """Runs one evaluation of ``fn`` (the ``call`` export) on the typed
+    ``request()``: its answer must
+    be an ``answer_type``; :class:`Error` refuses the input, any other
+    exception crashes the plugin."""
+    host._start_evaluation()
+    try:
+        answer = fn(request())
+        if not isinstance(answer, answer_type):
+            raise TypeError(
+                f"{call} must return a tessera_sdk.{answer_type.__name__}, got {type(answer).__name__}"
+            )
+        return answer._into_wit()
+    except Error as e:
+        refusal = _refusal(e)
+    except BaseException as e:
+        _crash(e, call)
+    raise refusal
+
+
 def composition(metadata: MetadataSource) -> Callable[[F], F]:
     """Exports the decorated ``expand(request: CompositionRequest) ->
     Expansion`` as a composition plugin with this metadata (a
@@ -140,18 +162,7 @@ def composition(metadata: MetadataSource) -> Callable[[F], F]:
                     _crash(e, "metadata")
 
             def expand(self, request: Any) -> Any:
-                host._start_evaluation()
-                try:
-                    typed = CompositionRequest._from_wit(request)
-                    answer = fn(typed)
-                    if not isinstance(answer, Expansion):
-                        raise TypeError(f"expand must return a tessera_sdk.Expansion, got {type(answer).__name__}")
-                    return answer._into_wit()
-                except Error as e:
-                    refusal = _refusal(e)
-                except BaseException as e:
-                    _crash(e, "expand")
-                raise refusal
+                return _evaluate(fn, "expand", lambda: CompositionRequest._from_wit(request), Expansion)
 
         _load_bindings("composition")
         _install(fn, WitWorld)
@@ -173,18 +184,7 @@ def policy(metadata: MetadataSource) -> Callable[[F], F]:
                     _crash(e, "metadata")
 
             def validate(self, review: Any) -> Any:
-                host._start_evaluation()
-                try:
-                    typed = Review._from_wit(review)
-                    answer = fn(typed)
-                    if not isinstance(answer, Verdict):
-                        raise TypeError(f"validate must return a tessera_sdk.Verdict, got {type(answer).__name__}")
-                    return answer._into_wit()
-                except Error as e:
-                    refusal = _refusal(e)
-                except BaseException as e:
-                    _crash(e, "validate")
-                raise refusal
+                return _evaluate(fn, "validate", lambda: Review._from_wit(review), Verdict)
 
         _load_bindings("policy")
         _install(fn, WitWorld)
