@@ -89,7 +89,13 @@ const { rolldown } = await import(pathToFileURL(join(tools, 'node_modules/rolldo
 const exportsOf = { composition: ['metadata', 'expand'], policy: ['metadata', 'validate'] };
 const start = Date.now();
 const work = await mkdtemp(join(tmpdir(), 'tessera-js-build-'));
-const built = await build().finally(() => rm(work, { recursive: true, force: true }));
+const built = await build()
+  .catch((e) => {
+    // The toolchain's own diagnostics, without this script's stack.
+    console.error(diagnostics(e));
+    return false;
+  })
+  .finally(() => rm(work, { recursive: true, force: true }));
 if (!built) process.exit(1);
 const size = (await stat(out)).size;
 console.error(
@@ -153,14 +159,19 @@ async function build() {
         },
       ],
     });
-    await bundle.write({ file: bundled, format: 'es' });
+    // The source map turns the bundle's lines back into the sources' lines
+    // when initialising the component fails (a top-level throw).
+    await bundle.write({ file: bundled, format: 'es', sourcemap: true });
     await bundle.close();
   } catch (e) {
     if (/MISSING_EXPORT/.test(e.message) && /"default"/.test(e.message)) {
       console.error(`build.mjs: ${entry} has no default export: end it with \`export default ${world}({ ... })\` (tessera-sdk)`);
       return false;
     }
-    throw e;
+    // rolldown's report names each file relative to the working directory,
+    // with the line, the column and a code frame.
+    console.error(e.message.replace(/^Build failed with \d+ errors?:\s*/, ''));
+    return false;
   }
 
   // 2. The component.
@@ -183,4 +194,81 @@ async function build() {
   await mkdir(dirname(resolve(out)), { recursive: true });
   await writeFile(out, component);
   return true;
+}
+
+/**
+ * What a failed componentize says, with `<bundle>.js:LINE:COL` positions
+ * mapped back to the plugin's own files (through the bundle's source map).
+ * @param {unknown} e
+ */
+function diagnostics(e) {
+  let text = e instanceof Error ? e.message : String(e);
+  try {
+    const bundled = `${basename(resolve(entry)).replace(/\.m?js$/, '')}.js`;
+    const map = JSON.parse(readFileSync(join(work, `${bundled}.map`), 'utf8'));
+    const lines = decodeMappings(map.mappings);
+    const escaped = bundled.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    text = text.replace(new RegExp(`(?<![\\w/.-])${escaped}:(\\d+):(\\d+)`, 'g'), (whole, line, column) => {
+      const found = original(lines, Number(line) - 1, Number(column) - 1);
+      if (!found) return whole;
+      const source = resolve(work, map.sourceRoot ?? '', map.sources[found.source]);
+      return `${relativeToCwd(source)}:${found.line + 1}:${found.column + 1}`;
+    });
+  } catch {
+    // No map (the bundle step failed): the message as it is.
+  }
+  return text.trimEnd();
+}
+
+/** A path relative to the working directory when it lies below it. @param {string} path */
+function relativeToCwd(path) {
+  const cwd = process.cwd() + '/';
+  return path.startsWith(cwd) ? path.slice(cwd.length) : path;
+}
+
+/**
+ * Source map v3 `mappings`, decoded: per generated line, its segments as
+ * [generated column, source index, source line, source column] (absolute).
+ * @param {string} mappings
+ */
+function decodeMappings(mappings) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+  let source = 0, sourceLine = 0, sourceColumn = 0;
+  return mappings.split(';').map((group) => {
+    let column = 0;
+    const segments = [];
+    for (const segment of group.split(',')) {
+      if (!segment) continue;
+      const fields = [];
+      let value = 0, shift = 0;
+      for (const char of segment) {
+        const digit = alphabet.indexOf(char);
+        value += (digit & 31) << shift;
+        if (digit & 32) {
+          shift += 5;
+        } else {
+          fields.push(value & 1 ? -(value >>> 1) : value >>> 1);
+          value = 0;
+          shift = 0;
+        }
+      }
+      column += fields[0];
+      if (fields.length >= 4) {
+        source += fields[1];
+        sourceLine += fields[2];
+        sourceColumn += fields[3];
+        segments.push([column, source, sourceLine, sourceColumn]);
+      }
+    }
+    return segments;
+  });
+}
+
+/** The source position of a generated one (0-based), or undefined. */
+function original(lines, line, column) {
+  const segments = lines[line] ?? [];
+  let best;
+  for (const s of segments) if (s[0] <= column) best = s;
+  best ??= segments[0];
+  return best && { source: best[1], line: best[2], column: best[3] };
 }

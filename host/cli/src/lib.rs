@@ -19,6 +19,7 @@ mod commands;
 mod failure;
 mod input;
 mod progress;
+mod projects;
 mod report;
 mod suite_plugins;
 
@@ -28,7 +29,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use tessera_runtime::Runtime;
 
-use crate::commands::{bench, inspect, new, oci, render, test, validate};
+use crate::commands::{bench, build, inspect, new, oci, render, test, validate};
 use crate::failure::Failure;
 
 /// Render and validate Kubernetes resources with Tessera plugins, offline.
@@ -70,8 +71,12 @@ enum Command {
     /// Measure a plugin: compile, cache load, instantiate, evaluation
     /// percentiles, throughput, fuel and memory per evaluation.
     Bench(bench::BenchArgs),
-    /// Create a plugin crate that builds and passes its sample suite.
+    /// Create a plugin project (Rust, Python or JavaScript) that builds and
+    /// passes its sample suite.
     New(new::NewArgs),
+    /// Build the plugin of a project (Rust, Python or JavaScript) for
+    /// wasm32-wasip2 and print where the component is.
+    Build(build::BuildArgs),
     /// Push a plugin (with its metadata and, optionally, its test suite) to
     /// an OCI registry; prints the reference pinned to its digest.
     Push(oci::PushArgs),
@@ -152,6 +157,7 @@ where
             Command::Inspect(args) => inspect::execute(&cli.global, args, io).await,
             Command::Bench(args) => bench::execute(args, io).await,
             Command::New(args) => new::execute(args, io),
+            Command::Build(args) => build::execute(args, io).await,
             Command::Push(args) => oci::push(&cli.global, args, io).await,
             Command::Pull(args) => oci::pull(&cli.global, args, io).await,
             Command::Sign(args) => oci::sign(&cli.global, args, io).await,

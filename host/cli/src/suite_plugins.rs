@@ -1,7 +1,8 @@
 //! The plugins `tessera test` cases name (the CLI's [`Plugins`] of
-//! `tessera_suite`): resolved to a file (a path, a workspace plugin crate
-//! built with cargo for `wasm32-wasip2`, or the plugin pulled with a
-//! downloaded suite) and loaded once per run.
+//! `tessera_suite`): resolved to a file (a path, the plugin of the project
+//! that holds the suite — a cargo crate, a Python or a JavaScript project —
+//! built for `wasm32-wasip2`, or the plugin pulled with a downloaded suite)
+//! and loaded once per run.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -10,9 +11,10 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
 
-use serde_json::Value;
 use tessera_runtime::{Plugin, Runtime, World};
 use tessera_suite::Plugins;
+
+use crate::projects::Project;
 
 /// Where one downloaded suite was unpacked, and the directory holding only
 /// the plugin pulled with it.
@@ -42,6 +44,8 @@ pub(crate) struct PluginCache {
     bundles: Vec<Bundle>,
     plugins: Mutex<HashMap<PathBuf, Once<Plugin>>>,
     built: Mutex<HashMap<(PathBuf, String), Once<PathBuf>>>,
+    /// The toolchains' reports of the builds that failed.
+    diagnostics: Mutex<Vec<String>>,
     /// The cargo that builds workspace plugins: `$CARGO` (set when run by
     /// cargo) or `cargo`.
     cargo: OsString,
@@ -71,13 +75,15 @@ impl PluginCache {
             bundles,
             plugins: Mutex::new(HashMap::new()),
             built: Mutex::new(HashMap::new()),
+            diagnostics: Mutex::new(Vec::new()),
             cargo: std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()),
         }
     }
 
     /// Resolves a plugin reference from a suite: a path (with a `/` or ending
-    /// in `.wasm`, relative to the suite) or the name of a plugin crate in
-    /// the cargo workspace that holds the suite, built on demand.
+    /// in `.wasm`, relative to the suite) or the name of a plugin of the
+    /// project that holds the suite (a crate of its cargo workspace, or the
+    /// Python or JavaScript project's one plugin), built on demand.
     async fn resolve(&self, suite: &Path, reference: &str) -> Result<PathBuf, String> {
         let base = suite.parent().unwrap_or(Path::new("."));
         if let Some(bundle) = self.bundles.iter().find(|b| suite.starts_with(&b.suites)) {
@@ -98,25 +104,60 @@ impl PluginCache {
         if let Some(dir) = &self.plugin_dir {
             return Ok(dir.join(file));
         }
-        let workspace = find_manifest_dir(base).ok_or_else(|| {
+        let project = crate::projects::find(base)?.ok_or_else(|| {
             format!(
-                "plugin {reference:?}: no Cargo.toml above {}",
+                "plugin {reference:?}: no plugin project above {} (a Cargo.toml, a pyproject.toml with [tool.tessera] or a package.json with \"tessera\")",
                 base.display()
             )
         })?;
-        let built = cell(&self.built, (workspace.clone(), reference.to_string()));
+        let key = match &project {
+            Project::Cargo(dir) => dir.clone(),
+            Project::Guest(guest) => {
+                if guest.name != reference {
+                    return Err(format!(
+                        "plugin {reference:?}: the project above this suite ({}) builds {:?}",
+                        guest.manifest.display(),
+                        guest.name
+                    ));
+                }
+                guest.dir.clone()
+            }
+        };
+        let built = cell(&self.built, (key, reference.to_string()));
         built
             .get_or_try_init(|| async {
-                // cargo runs for seconds to minutes: on a blocking thread,
+                // A build runs for seconds to minutes: on a blocking thread,
                 // never on a runtime worker.
                 let cargo = self.cargo.clone();
                 let crate_name = reference.to_string();
-                tokio::task::spawn_blocking(move || build_plugin(&cargo, &workspace, &crate_name))
-                    .await
-                    .map_err(|e| format!("plugin {reference}: building it failed: {e}"))?
+                let spinner = crate::progress::Spinner::start(format!("building {reference}"));
+                let built = tokio::task::spawn_blocking(move || match &project {
+                    Project::Cargo(dir) => crate::projects::build_crate(&cargo, dir, &crate_name),
+                    Project::Guest(guest) => crate::projects::build_guest(guest),
+                })
+                .await;
+                drop(spinner);
+                let built =
+                    built.map_err(|e| format!("plugin {reference}: building it failed: {e}"))?;
+                built.map_err(|failure| {
+                    if !failure.diagnostics.is_empty() {
+                        self.diagnostics
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(failure.diagnostics);
+                    }
+                    failure.summary
+                })
             })
             .await
             .cloned()
+    }
+
+    /// What the toolchains said about the builds that failed (their first
+    /// errors), once each, emptied: `tessera test` prints them to stderr
+    /// after the cases.
+    pub(crate) fn take_build_diagnostics(&self) -> Vec<String> {
+        std::mem::take(&mut *self.diagnostics.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
@@ -141,67 +182,6 @@ impl Plugins for PluginCache {
         }
         Ok(plugin)
     }
-}
-
-/// The nearest directory at or above `dir` with a `Cargo.toml`.
-fn find_manifest_dir(dir: &Path) -> Option<PathBuf> {
-    let dir = std::fs::canonicalize(dir).ok()?;
-    dir.ancestors()
-        .find(|d| d.join("Cargo.toml").is_file())
-        .map(Path::to_path_buf)
-}
-
-/// Builds a plugin crate for wasm32-wasip2 and returns its `.wasm`, read
-/// from cargo's own report of what it built.
-/// Blocking: runs cargo to the end.
-fn build_plugin(
-    cargo: &OsString,
-    manifest_dir: &Path,
-    crate_name: &str,
-) -> Result<PathBuf, String> {
-    let output = std::process::Command::new(cargo)
-        .current_dir(manifest_dir)
-        .args([
-            "build",
-            "--quiet",
-            "--message-format=json",
-            "--target",
-            "wasm32-wasip2",
-            "--release",
-            "-p",
-            crate_name,
-        ])
-        .output()
-        .map_err(|e| format!("plugin {crate_name}: cannot run cargo: {e}"))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let first = stderr
-            .lines()
-            .find(|l| l.starts_with("error"))
-            .unwrap_or("cargo failed");
-        return Err(format!(
-            "plugin {crate_name}: building it with cargo in {} failed: {first}",
-            manifest_dir.display()
-        ));
-    }
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact")
-        .filter(|m| {
-            m["target"]["name"].as_str().map(|n| n.replace('-', "_"))
-                == Some(crate_name.replace('-', "_"))
-        })
-        .flat_map(|m| {
-            m["filenames"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|f| f.as_str().map(PathBuf::from))
-        })
-        .find(|f| f.extension().is_some_and(|e| e == "wasm"))
-        .ok_or_else(|| format!("plugin {crate_name}: cargo built no .wasm (is it a cdylib crate?)"))
 }
 
 #[cfg(all(test, unix))]

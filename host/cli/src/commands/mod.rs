@@ -5,6 +5,7 @@ use clap::{Args, ValueEnum};
 use tessera_runtime::LimitsSpec;
 
 pub(crate) mod bench;
+pub(crate) mod build;
 pub(crate) mod inspect;
 pub(crate) mod new;
 pub(crate) mod oci;

@@ -3,6 +3,8 @@
 
 mod scaffold;
 
+pub(crate) use scaffold::check_name;
+
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
@@ -38,18 +40,28 @@ enum NewKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Lang {
     Rust,
+    /// Python (componentize-py).
+    Python,
+    /// JavaScript (componentize-js).
+    Js,
 }
 
 /// Runs `tessera new`.
 pub(crate) fn execute(args: NewArgs, io: &mut Stdio<'_>) -> Outcome {
-    let Lang::Rust = args.lang;
+    let language = match args.lang {
+        Lang::Rust => scaffold::Language::Rust,
+        Lang::Python => scaffold::Language::Python,
+        Lang::Js => scaffold::Language::JavaScript,
+    };
     let kind = match args.kind {
         NewKind::Composition => scaffold::Kind::Composition,
         NewKind::Policy => scaffold::Kind::Policy,
     };
     let dir = args.dir.unwrap_or_else(|| PathBuf::from(&args.name));
-    let sdk = args.sdk.unwrap_or_else(scaffold::default_sdk_path);
-    let files = scaffold::generate(kind, &args.name, &dir, &sdk).map_err(Failure)?;
+    let sdk = args
+        .sdk
+        .unwrap_or_else(|| scaffold::default_sdk_path(language));
+    let files = scaffold::generate(kind, language, &args.name, &dir, &sdk).map_err(Failure)?;
     for file in &files {
         writeln!(io.stdout, "created {}", file.display())?;
     }

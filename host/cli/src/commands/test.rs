@@ -126,7 +126,16 @@ pub(crate) async fn execute(global: &GlobalArgs, args: TestArgs, io: &mut Stdio<
         plugin_dir,
         bundled,
     ));
-    let results = suite::run_cases(cases, plugins, &options).await;
+    let results = suite::run_cases(cases, plugins.clone(), &options).await;
+    // A plugin that did not build: what its toolchain said (the first
+    // errors, with file and line) goes to stderr, once; each case that
+    // needed it names the first error.
+    for report in plugins.take_build_diagnostics() {
+        for line in tessera_types::text::lines(&report) {
+            writeln!(io.stderr, "{line}")?;
+        }
+        writeln!(io.stderr)?;
+    }
 
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     for (case, outcome) in &results {

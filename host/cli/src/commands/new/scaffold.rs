@@ -13,10 +13,33 @@ pub enum Kind {
     Policy,
 }
 
+/// The language of the new plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    /// A cargo crate on the Rust SDK (`guest-sdk`).
+    Rust,
+    /// A Python project on `guest-sdk/python` (componentize-py).
+    Python,
+    /// A JavaScript project on `guest-sdk/js` (componentize-js).
+    JavaScript,
+}
+
 /// Where the guest SDK of this tessera build lives, for the generated
-/// crate's path dependency (the SDK is not published to a registry yet).
-pub fn default_sdk_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guest-sdk")
+/// project's dependency on it (the SDKs are not published to a registry
+/// yet).
+pub fn default_sdk_path(language: Language) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guest-sdk");
+    match language {
+        Language::Rust => root,
+        Language::Python => root.join("python"),
+        Language::JavaScript => root.join("js"),
+    }
+}
+
+/// A TOML basic string holding `text`.
+fn toml_string(text: &str) -> String {
+    // JSON's escapes are TOML's, for a string.
+    serde_json::Value::from(text).to_string()
 }
 
 /// Checks a plugin name: a crate name that is also a Kubernetes label value
@@ -37,9 +60,15 @@ pub fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// Writes the crate into `dir` (which must not exist yet). Returns the
+/// Writes the project into `dir` (which must not exist yet). Returns the
 /// files written.
-pub fn generate(kind: Kind, name: &str, dir: &Path, sdk: &Path) -> Result<Vec<PathBuf>, String> {
+pub fn generate(
+    kind: Kind,
+    language: Language,
+    name: &str,
+    dir: &Path,
+    sdk: &Path,
+) -> Result<Vec<PathBuf>, String> {
     check_name(name)?;
     if dir.exists() {
         return Err(format!(
@@ -53,28 +82,77 @@ pub fn generate(kind: Kind, name: &str, dir: &Path, sdk: &Path) -> Result<Vec<Pa
             sdk.display()
         )
     })?;
-    let lib = match kind {
-        Kind::Composition => COMPOSITION_LIB,
-        Kind::Policy => POLICY_LIB,
-    };
     let suite = match kind {
         Kind::Composition => COMPOSITION_SUITE,
         Kind::Policy => POLICY_SUITE,
     };
-    let files = [
-        (
-            "Cargo.toml",
-            CARGO_TOML.replace("@SDK@", &sdk.display().to_string()),
-        ),
-        ("rust-toolchain.toml", TOOLCHAIN.to_string()),
-        (".gitignore", "/target\n".to_string()),
-        ("src/lib.rs", lib.to_string()),
-        ("tests/@NAME@.tessera.yaml", suite.to_string()),
-        ("README.md", README.to_string()),
-    ];
+    let world = match kind {
+        Kind::Composition => "composition",
+        Kind::Policy => "policy",
+    };
+    let sdk_text = sdk.display().to_string();
+    let files: Vec<(&str, String)> = match language {
+        Language::Rust => vec![
+            ("Cargo.toml", CARGO_TOML.replace("@SDK@", &sdk_text)),
+            ("rust-toolchain.toml", TOOLCHAIN.to_string()),
+            (".gitignore", "/target\n".to_string()),
+            (
+                "src/lib.rs",
+                match kind {
+                    Kind::Composition => COMPOSITION_LIB,
+                    Kind::Policy => POLICY_LIB,
+                }
+                .to_string(),
+            ),
+            ("README.md", README.to_string()),
+        ],
+        Language::Python => vec![
+            (
+                "pyproject.toml",
+                PYPROJECT
+                    .replace("@WORLD@", world)
+                    .replace("@SDK@", &toml_string(&sdk_text)),
+            ),
+            (".gitignore", "/target\n__pycache__/\n".to_string()),
+            (
+                "@CRATE@.py",
+                match kind {
+                    Kind::Composition => COMPOSITION_PY,
+                    Kind::Policy => POLICY_PY,
+                }
+                .to_string(),
+            ),
+            ("README.md", README_GUEST.replace("@SOURCE@", "@CRATE@.py")),
+        ],
+        Language::JavaScript => vec![
+            (
+                "package.json",
+                PACKAGE_JSON.replace("@WORLD@", world).replace(
+                    "@SDK@",
+                    &serde_json::Value::from(sdk_text.clone()).to_string(),
+                ),
+            ),
+            (".gitignore", "/target\nnode_modules/\n".to_string()),
+            (
+                "index.js",
+                match kind {
+                    Kind::Composition => COMPOSITION_JS,
+                    Kind::Policy => POLICY_JS,
+                }
+                .to_string(),
+            ),
+            ("README.md", README_GUEST.replace("@SOURCE@", "index.js")),
+        ],
+    };
+    let files = files
+        .into_iter()
+        .chain([("tests/@NAME@.tessera.yaml", suite.to_string())]);
     let mut written = Vec::new();
     for (path, text) in files {
-        let path = dir.join(path.replace("@NAME@", name));
+        let path = dir.join(
+            path.replace("@NAME@", name)
+                .replace("@CRATE@", &name.replace('-', "_")),
+        );
         let text = text
             .replace("@NAME@", name)
             .replace("@CRATE@", &name.replace('-', "_"));
@@ -257,4 +335,177 @@ tessera inspect target/wasm32-wasip2/release/@CRATE@.wasm
 ```
 
 Edit `src/lib.rs`; describe what it should do in `tests/@NAME@.tessera.yaml`.
+"#;
+
+const PYPROJECT: &str = r#"[project]
+name = "@NAME@"
+version = "0.1.0"
+description = "A Tessera plugin."
+requires-python = ">=3.11"
+
+# Read by `tessera build` and `tessera test`: the world the plugin
+# implements, the module holding it, and the Python SDK it is built with
+# (componentize-py, installed into the tools cache on the first build).
+[tool.tessera]
+world = "@WORLD@"
+module = "@CRATE@"
+sdk = @SDK@
+"#;
+
+const COMPOSITION_PY: &str = r#""""The ``@NAME@`` composition plugin: a ``Greeting`` becomes a ConfigMap."""
+
+from tessera_sdk import CompositionRequest, Expansion, Metadata, composition
+
+#: The kind this plugin expands.
+API_VERSION = "example.tessera.dev/v1"
+
+METADATA = (
+    Metadata("@NAME@", "0.1.0")
+    .description("A Tessera plugin.")
+    .handles(API_VERSION, "Greeting")
+    .settings_schema(
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"punctuation": {"type": "string", "maxLength": 3}},
+        }
+    )
+)
+
+
+@composition(METADATA)
+def expand(request: CompositionRequest) -> Expansion:
+    """Expands a ``Greeting`` into a ConfigMap holding the message."""
+    who = request.spec().string("who")
+    punctuation = request.settings().opt_string("punctuation") or "!"
+    name = request.composite.name
+    config = request.child("v1", "ConfigMap", f"{name}-greeting").with_field(
+        "data", {"message": f"Hello, {who}{punctuation}"}
+    )
+    return Expansion().child(config).status({"greeted": who}).ready(True)
+"#;
+
+const POLICY_PY: &str = r#""""The ``@NAME@`` policy plugin: objects must name an owner."""
+
+from tessera_sdk import Finding, Metadata, Operation, Review, Verdict, policy, rust_debug
+
+METADATA = (
+    Metadata("@NAME@", "0.1.0")
+    .description("A Tessera plugin.")
+    .settings_schema(
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"label": {"type": "string", "minLength": 1}},
+        }
+    )
+)
+
+
+@policy(METADATA)
+def validate(review: Review) -> Verdict:
+    """Denies objects without the owner label (settings.label, default ``owner``)."""
+    if review.operation is Operation.DELETE or review.object is None:
+        return Verdict.allow()
+    label = review.settings().opt_string("label") or "owner"
+    findings = []
+    if review.object.label(label) is None:
+        findings.append(
+            Finding.error(f"missing label {rust_debug(label)}: who owns this?").at(f"metadata.labels.{label}")
+        )
+    return Verdict.from_findings(findings)
+"#;
+
+const PACKAGE_JSON: &str = r#"{
+  "name": "@NAME@",
+  "version": "0.1.0",
+  "description": "A Tessera plugin.",
+  "type": "module",
+  "private": true,
+  "main": "index.js",
+  "tessera": {
+    "world": "@WORLD@",
+    "sdk": @SDK@
+  }
+}
+"#;
+
+const COMPOSITION_JS: &str = r#"// The `@NAME@` composition plugin: a `Greeting` becomes a ConfigMap.
+
+import { Expansion, Metadata, composition } from 'tessera-sdk';
+
+/** The kind this plugin expands. */
+const API_VERSION = 'example.tessera.dev/v1';
+
+function metadata() {
+  return new Metadata('@NAME@', '0.1.0')
+    .description('A Tessera plugin.')
+    .handles(API_VERSION, 'Greeting')
+    .settingsSchema({
+      type: 'object',
+      additionalProperties: false,
+      properties: { punctuation: { type: 'string', maxLength: 3 } },
+    });
+}
+
+/**
+ * Expands a `Greeting` into a ConfigMap holding the message.
+ * @param {import('tessera-sdk').CompositionRequest} request
+ */
+function expand(request) {
+  const who = request.spec().str('who');
+  const punctuation = request.settings().optStr('punctuation') ?? '!';
+  const name = request.composite.name();
+  const config = request
+    .child('v1', 'ConfigMap', `${name}-greeting`)
+    .with('data', { message: `Hello, ${who}${punctuation}` });
+  return new Expansion().child(config).status({ greeted: who }).ready(true);
+}
+
+export default composition({ metadata, expand });
+"#;
+
+const POLICY_JS: &str = r#"// The `@NAME@` policy plugin: objects must name an owner.
+
+import { Finding, Metadata, Verdict, policy, rustDebug } from 'tessera-sdk';
+
+function metadata() {
+  return new Metadata('@NAME@', '0.1.0')
+    .description('A Tessera plugin.')
+    .settingsSchema({
+      type: 'object',
+      additionalProperties: false,
+      properties: { label: { type: 'string', minLength: 1 } },
+    });
+}
+
+/**
+ * Denies objects without the owner label (settings.label, default `owner`).
+ * @param {import('tessera-sdk').Review} review
+ */
+function validate(review) {
+  if (review.operation === 'delete' || review.object === undefined) return Verdict.allow();
+  const label = review.settings().optStr('label') ?? 'owner';
+  const findings = [];
+  if (review.object.label(label) === undefined) {
+    findings.push(Finding.error(`missing label ${rustDebug(label)}: who owns this?`).at(`metadata.labels.${label}`));
+  }
+  return Verdict.fromFindings(findings);
+}
+
+export default policy({ metadata, validate });
+"#;
+
+const README_GUEST: &str = r#"# @NAME@
+
+A Tessera plugin, generated by `tessera new`.
+
+```sh
+tessera build          # target/wasm32-wasip2/release/@CRATE@.wasm
+tessera test           # runs tests/*.tessera.yaml (builds the plugin)
+tessera inspect target/wasm32-wasip2/release/@CRATE@.wasm
+```
+
+Edit `@SOURCE@`; describe what it should do in `tests/@NAME@.tessera.yaml`.
+The first build installs the pinned toolchain into the tools cache.
 "#;
