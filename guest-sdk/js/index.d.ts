@@ -76,6 +76,12 @@ export function isDns1035Label(text: string, maxLen: number): boolean;
 export function isQuantity(text: string): boolean;
 
 /**
+ * `text` quoted as Rust's `{:?}` writes a string (`"a\"b"`, `"x\u{1b}"`), for
+ * messages identical to a Rust plugin's `format!("{name:?}")`.
+ */
+export function rustDebug(text: string): string;
+
+/**
  * A Kubernetes object: a JSON object with `apiVersion`, `kind` and
  * `metadata`. Key order is kept as built. The `with*` builders change the
  * object and return it.

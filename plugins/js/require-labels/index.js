@@ -6,7 +6,7 @@
 // per label whose value is not among its allowed values; each finding names
 // the label. Deletes are always allowed: there is nothing left to label.
 
-import { Finding, Metadata, Verdict, policy } from 'tessera-sdk';
+import { Finding, Metadata, Verdict, policy, rustDebug } from 'tessera-sdk';
 
 // The Rust plugin's version (the workspace's) and description (its Cargo.toml).
 const VERSION = '0.1.0';
@@ -35,8 +35,8 @@ function metadata() {
   });
 }
 
-/** Rust's `{:?}` of a string: quoted, with `"` and `\` escaped. @param {string} s */
-const quoted = (s) => JSON.stringify(s);
+/** Rust's `{:?}` of a string, as the Rust plugin's messages write labels. @param {string} s */
+const quoted = (s) => rustDebug(s);
 
 /**
  * Judges one object's labels.
