@@ -1,0 +1,3 @@
+module tessera.dev/sdk
+
+go 1.24
