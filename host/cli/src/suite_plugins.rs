@@ -32,6 +32,9 @@ pub(crate) struct Bundle {
 /// cases that need the same one wait for it.
 type Once<T> = Arc<OnceCell<T>>;
 
+/// A build's result: the component, or the one-line error.
+type Built = Result<PathBuf, String>;
+
 /// Loads plugins once per run, by resolved path.
 pub(crate) struct PluginCache {
     runtime: Runtime,
@@ -43,7 +46,9 @@ pub(crate) struct PluginCache {
     /// `plugins`, never a path it names.
     bundles: Vec<Bundle>,
     plugins: Mutex<HashMap<PathBuf, Once<Plugin>>>,
-    built: Mutex<HashMap<(PathBuf, String), Once<PathBuf>>>,
+    /// Each build's result, failures included: a plugin that did not build
+    /// is built once per run, not once per case that needs it.
+    built: Mutex<HashMap<(PathBuf, String), Once<Built>>>,
     /// The toolchains' reports of the builds that failed.
     diagnostics: Mutex<Vec<String>>,
     /// The cargo that builds workspace plugins: `$CARGO` (set when run by
@@ -125,7 +130,7 @@ impl PluginCache {
         };
         let built = cell(&self.built, (key, reference.to_string()));
         built
-            .get_or_try_init(|| async {
+            .get_or_init(|| async {
                 // A build runs for seconds to minutes: on a blocking thread,
                 // never on a runtime worker.
                 let cargo = self.cargo.clone();
@@ -150,7 +155,7 @@ impl PluginCache {
                 })
             })
             .await
-            .cloned()
+            .clone()
     }
 
     /// What the toolchains said about the builds that failed (their first

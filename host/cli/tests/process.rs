@@ -230,6 +230,172 @@ fn new_plugins_build_and_pass_their_suites_as_generated() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 }
 
+/// `tessera new --lang python|js`: the project builds with its pinned
+/// toolchain and passes its sample suite as generated (one kind each; the
+/// Rust test above covers both kinds on the shared templates' suites).
+/// Then a syntax error: `tessera build` shows the toolchain's report with
+/// the file and line, and a one-line error naming the first error and its
+/// place; the last good build stays.
+#[test]
+fn new_python_and_js_plugins_pass_as_generated_and_name_their_build_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "python",
+            "policy",
+            "my_py.py",
+            "def validate(review)\n",
+            "SyntaxError: ",
+            "(my_py.py:",
+        ),
+        (
+            "js",
+            "composition",
+            "index.js",
+            "function (\n",
+            "[PARSE_ERROR]",
+            "(index.js:",
+        ),
+    ];
+    for (lang, kind, source, broken, error, place) in cases {
+        let name = if lang == "python" { "my-py" } else { "my-js" };
+        let project = dir.path().join(name);
+        let created = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["new", kind, name, "--lang", lang, "--dir"])
+            .arg(&project)
+            .output()
+            .unwrap();
+        assert_eq!(
+            created.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+        let run = |args: &[&str]| {
+            Command::new(env!("CARGO_BIN_EXE_tessera"))
+                .arg("--cache-dir")
+                .arg(dir.path().join("cache"))
+                .args(args)
+                .current_dir(&project)
+                .output()
+                .unwrap()
+        };
+        let tested = run(&["test", "--color", "never"]);
+        let stdout = String::from_utf8_lossy(&tested.stdout);
+        assert_eq!(
+            tested.status.code(),
+            Some(0),
+            "{stdout}{}",
+            String::from_utf8_lossy(&tested.stderr)
+        );
+        assert!(
+            stdout.ends_with("2 passed, 0 failed, 0 skipped\n"),
+            "{stdout}"
+        );
+        let wasm = project.join(format!(
+            "target/wasm32-wasip2/release/{}.wasm",
+            name.replace('-', "_")
+        ));
+        let good = std::fs::read(&wasm).unwrap();
+
+        // Broken: the first line of the source file replaced.
+        let file = project.join(source);
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(&file, format!("{broken}{text}")).unwrap();
+        let built = run(&["build"]);
+        assert_eq!(built.status.code(), Some(2), "{lang}");
+        let stderr = String::from_utf8_lossy(&built.stderr);
+        let last = stderr.lines().last().unwrap();
+        assert!(
+            last.starts_with(&format!(
+                "error: plugin {name}: building it with componentize-"
+            )),
+            "{stderr}"
+        );
+        assert!(
+            last.contains(error) && last.contains(place),
+            "{lang}: {last}"
+        );
+        // The toolchain's own report comes first, with the line itself.
+        assert!(stderr.lines().count() > 2, "{stderr}");
+        assert!(stderr.contains(broken.trim_end()), "{lang}: {stderr}");
+        assert!(
+            !stderr.contains("Stack backtrace") && !stderr.contains("    at "),
+            "{lang}: {stderr}"
+        );
+        assert_eq!(
+            std::fs::read(&wasm).unwrap(),
+            good,
+            "the last good build stays"
+        );
+    }
+}
+
+/// A Rust plugin with a type error: `tessera build` shows rustc's rendered
+/// error (file, line, code frame) and a one-line error with the code, the
+/// message and the place; `tessera test` names the same first error in the
+/// case and prints rustc's report on stderr.
+#[test]
+fn a_rust_build_error_shows_rustcs_first_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("new-plugins");
+    let crate_dir = dir.path().join("broken");
+    let created = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["new", "policy", "broken", "--dir"])
+        .arg(&crate_dir)
+        .output()
+        .unwrap();
+    assert_eq!(created.status.code(), Some(0));
+    let lib = crate_dir.join("src/lib.rs");
+    let text = std::fs::read_to_string(&lib).unwrap();
+    std::fs::write(
+        &lib,
+        format!("{text}\npub fn broken() -> u32 {{ \"three\" }}\n"),
+    )
+    .unwrap();
+    let line = text.lines().count() + 2;
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .args(args)
+            .current_dir(&crate_dir)
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .unwrap()
+    };
+    let built = run(&["build"]);
+    assert_eq!(built.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&built.stderr);
+    let last = stderr.lines().last().unwrap();
+    assert!(
+        last.starts_with("error: plugin broken: building it with cargo in ")
+            && last.ends_with(&format!(
+                "failed: error[E0308]: mismatched types (src/lib.rs:{line}:26)"
+            )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("--> src/lib.rs:{line}:26")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("expected `u32`, found `&str`"), "{stderr}");
+
+    let tested = run(&["test", "--color", "never"]);
+    assert_eq!(tested.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&tested.stdout);
+    assert!(
+        stdout.contains("error[E0308]: mismatched types (src/lib.rs:"),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&tested.stderr);
+    assert_eq!(
+        stderr.matches("--> src/lib.rs:").count(),
+        1,
+        "once, not per case: {stderr}"
+    );
+}
+
 #[test]
 fn bench_reports_and_gates_on_fuel() {
     let cache = tempfile::tempdir().unwrap();

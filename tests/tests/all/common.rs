@@ -163,3 +163,28 @@ pub fn tessera(args: &[&str], stdin: &str) -> Output {
         stderr: String::from_utf8(stderr).unwrap(),
     }
 }
+
+/// Builds a Python or JavaScript plugin project (a directory of the
+/// workspace, e.g. `plugins/python/database`) with `tessera build`, once per
+/// process, and returns the component's path. The build itself is skipped
+/// by `tessera build` while the project's inputs are unchanged.
+pub fn guest(project: &str) -> String {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static BUILT: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
+    // Held while building: builds run one at a time (each uses both cores).
+    let mut built = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = built.get(project) {
+        return path.clone();
+    }
+    let dir = tessera_tests::workspace().join(project);
+    let out = tessera(&["build", dir.to_str().unwrap()], "");
+    assert_eq!(out.code, 0, "tessera build {project}: {}", out.stderr);
+    let path = out.stdout.trim().to_string();
+    assert!(Path::new(&path).is_file(), "{path}");
+    built.insert(project.to_string(), path.clone());
+    path
+}

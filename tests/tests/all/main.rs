@@ -14,6 +14,7 @@ mod database;
 mod faulty;
 mod faulty_policy;
 mod fuel;
+mod guests;
 mod hostile;
 mod hostile_metadata;
 mod provenance;
