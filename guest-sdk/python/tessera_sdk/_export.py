@@ -145,6 +145,15 @@ def _evaluate(
     raise refusal
 
 
+def _export_metadata(metadata: MetadataSource) -> Any:
+    """The ``metadata`` export of either world: the plugin's metadata in WIT
+    form; any exception in building it crashes the plugin."""
+    try:
+        return _metadata_into_wit(metadata)
+    except BaseException as e:
+        _crash(e, "metadata")
+
+
 def composition(metadata: MetadataSource) -> Callable[[F], F]:
     """Exports the decorated ``expand(request: CompositionRequest) ->
     Expansion`` as a composition plugin with this metadata (a
@@ -156,10 +165,7 @@ def composition(metadata: MetadataSource) -> Callable[[F], F]:
     def register(fn: F) -> F:
         class WitWorld:
             def metadata(self) -> Any:
-                try:
-                    return _metadata_into_wit(metadata)
-                except BaseException as e:
-                    _crash(e, "metadata")
+                return _export_metadata(metadata)
 
             def expand(self, request: Any) -> Any:
                 return _evaluate(fn, "expand", lambda: CompositionRequest._from_wit(request), Expansion)
@@ -178,10 +184,7 @@ def policy(metadata: MetadataSource) -> Callable[[F], F]:
     def register(fn: F) -> F:
         class WitWorld:
             def metadata(self) -> Any:
-                try:
-                    return _metadata_into_wit(metadata)
-                except BaseException as e:
-                    _crash(e, "metadata")
+                return _export_metadata(metadata)
 
             def validate(self, review: Any) -> Any:
                 return _evaluate(fn, "validate", lambda: Review._from_wit(review), Verdict)

@@ -313,6 +313,20 @@ fn one_line_toml(error: &toml::de::Error) -> String {
     }
 }
 
+/// Builds the plugin `name` of a project: a crate of a cargo project, or
+/// the one plugin of a Python or JavaScript project (whose name the caller
+/// has checked). Blocking: runs the toolchain to the end.
+pub(crate) fn build(
+    project: &Project,
+    name: &str,
+    cargo: &OsString,
+) -> Result<PathBuf, BuildError> {
+    match project {
+        Project::Cargo(dir) => build_crate(cargo, dir, name),
+        Project::Guest(guest) => build_guest(guest),
+    }
+}
+
 /// Builds a Python or JavaScript project, unless its inputs are unchanged
 /// since the last build. Blocking: runs the toolchain to the end.
 pub(crate) fn build_guest(guest: &Guest) -> Result<PathBuf, BuildError> {
@@ -369,7 +383,7 @@ pub(crate) fn build_guest(guest: &Guest) -> Result<PathBuf, BuildError> {
     if !output.status.success() {
         let _ = std::fs::remove_file(&partial);
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let diagnostics = guest_diagnostics(&stderr);
+        let diagnostics = toolchain_report(&stderr);
         let first = match guest.language {
             Language::Python => python_summary(&diagnostics, &guest.dir),
             _ => js_summary(&diagnostics),
@@ -454,9 +468,9 @@ fn hash_tree(hasher: &mut Sha256, root: &Path, skip: &[&str]) -> Result<(), Stri
     Ok(())
 }
 
-/// A guest toolchain's report, cut to its first lines, without the
-/// builders' own progress lines.
-fn guest_diagnostics(stderr: &str) -> String {
+/// A toolchain's report (what it wrote to stderr), cut to its first lines,
+/// without the guest builders' own progress lines.
+fn toolchain_report(stderr: &str) -> String {
     let lines: Vec<&str> = stderr
         .lines()
         .filter(|l| !l.starts_with("build: componentize") && !l.starts_with("build-"))
@@ -649,7 +663,7 @@ pub(crate) fn build_crate(
             .unwrap_or("cargo failed");
         return Err(BuildError {
             summary: failed(first.to_string()),
-            diagnostics: guest_diagnostics(&stderr),
+            diagnostics: toolchain_report(&stderr),
         });
     }
     messages

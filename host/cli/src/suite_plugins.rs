@@ -136,9 +136,8 @@ impl PluginCache {
                 let cargo = self.cargo.clone();
                 let crate_name = reference.to_string();
                 let spinner = crate::progress::Spinner::start(format!("building {reference}"));
-                let built = tokio::task::spawn_blocking(move || match &project {
-                    Project::Cargo(dir) => crate::projects::build_crate(&cargo, dir, &crate_name),
-                    Project::Guest(guest) => crate::projects::build_guest(guest),
+                let built = tokio::task::spawn_blocking(move || {
+                    crate::projects::build(&project, &crate_name, &cargo)
                 })
                 .await;
                 drop(spinner);

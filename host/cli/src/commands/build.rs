@@ -32,8 +32,7 @@ pub(crate) async fn execute(args: BuildArgs, io: &mut Stdio<'_>) -> Outcome {
             dir.display()
         ))
     })?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let (name, built) = match project {
+    let name = match &project {
         Project::Guest(guest) => {
             if let Some(package) = &args.package {
                 return Err(Failure(format!(
@@ -42,27 +41,19 @@ pub(crate) async fn execute(args: BuildArgs, io: &mut Stdio<'_>) -> Outcome {
                     guest.name
                 )));
             }
-            let name = guest.name.clone();
-            let spinner = crate::progress::Spinner::start(format!("building {name}"));
-            let built = tokio::task::spawn_blocking(move || projects::build_guest(&guest)).await;
-            drop(spinner);
-            (name, built)
+            guest.name.clone()
         }
-        Project::Cargo(manifest_dir) => {
-            let name = match args.package {
-                Some(package) => package,
-                None => projects::cargo_package(&manifest_dir)?,
-            };
-            let crate_name = name.clone();
-            let spinner = crate::progress::Spinner::start(format!("building {name}"));
-            let built = tokio::task::spawn_blocking(move || {
-                projects::build_crate(&cargo, &manifest_dir, &crate_name)
-            })
-            .await;
-            drop(spinner);
-            (name, built)
-        }
+        Project::Cargo(manifest_dir) => match args.package {
+            Some(package) => package,
+            None => projects::cargo_package(manifest_dir)?,
+        },
     };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let spinner = crate::progress::Spinner::start(format!("building {name}"));
+    let crate_name = name.clone();
+    let built =
+        tokio::task::spawn_blocking(move || projects::build(&project, &crate_name, &cargo)).await;
+    drop(spinner);
     let built = built.map_err(|e| Failure(format!("plugin {name}: building it failed: {e}")))?;
     match built {
         Ok(path) => {
